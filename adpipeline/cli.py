@@ -1,0 +1,167 @@
+"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+
+log = logging.getLogger("adpipeline")
+
+
+def _setup_logging(verbose: bool) -> None:
+    from adpipeline.http.redact import install_redaction
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    install_redaction()
+
+
+# -- warehouse ------------------------------------------------------------------------------------
+
+def cmd_warehouse(args: argparse.Namespace) -> int:
+    from adpipeline.warehouse import db
+    from adpipeline.warehouse.embedded import default_server, warehouse_url
+
+    if args.action == "url":
+        url = warehouse_url()
+        db.migrate(url)
+        print(url)
+    elif args.action == "migrate":
+        applied = db.migrate(warehouse_url())
+        print("applied: " + (", ".join(applied) or "nothing (up to date)"))
+    elif args.action == "stop":
+        print("embedded warehouse stopped" if default_server().stop() else "embedded warehouse was not running")
+    return 0
+
+
+# -- tokens ---------------------------------------------------------------------------------------
+
+def token_rows(now: datetime | None = None) -> list[dict]:
+    """One row per stored token with its health per the thresholds table; never a secret."""
+    from adpipeline.monitoring.thresholds import token_health
+    from adpipeline.warehouse import db
+    from adpipeline.warehouse.embedded import warehouse_url
+    from adpipeline.warehouse.tokens import TokenStore
+
+    now = now or datetime.now(timezone.utc)
+    url = warehouse_url()
+    db.migrate(url)
+    rows = []
+    for token in TokenStore(url).all():
+        health, reason = token_health(
+            platform=token.platform, status=token.status, expires_at=token.expires_at,
+            data_access_expires_at=token.data_access_expires_at, never_expires=token.never_expires, now=now,
+        )
+        rows.append({
+            "platform": token.platform,
+            "scope": token.scope,
+            "health": health.value,
+            "detail": reason,
+            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
+            "data_access_expires_at": token.data_access_expires_at.isoformat() if token.data_access_expires_at else None,
+            "last_refreshed_at": token.last_refreshed_at.isoformat() if token.last_refreshed_at else None,
+            "refresh_count": token.refresh_count,
+            "generation_count": token.generation_count,
+            "last_error": token.last_error,
+        })
+    return rows
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    if args.action != "status":
+        raise SystemExit(f"unknown tokens action {args.action!r}")
+    rows = token_rows()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no tokens stored yet (they are stored on first use by each source)")
+    else:
+        print(_table(rows, ["platform", "scope", "health", "expires_at", "detail"]))
+    worst = {r["health"] for r in rows}
+    return 2 if "EXPIRED" in worst else 1 if worst & {"WARNING", "EXPIRING_SOON"} else 0
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    line = lambda values: "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()  # noqa: E731
+    return "\n".join([line([c.upper() for c in columns]), *map(line, cells)])
+
+
+# -- demo / dev / sandbox --------------------------------------------------------------------------
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from adpipeline.demo import run_demo
+
+    return run_demo(keep_warehouse=args.keep_warehouse)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from adpipeline.dev import run_dev
+
+    return run_dev(port=args.port)
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from adpipeline.sandbox.server import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="adpipeline", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline once on the sandbox APIs and the embedded warehouse")
+    demo.add_argument("--keep-warehouse", action="store_true", help="leave the embedded warehouse running afterwards")
+    demo.set_defaults(func=cmd_demo)
+
+    dev = sub.add_parser("dev", help="Dagster UI + daemon on the sandbox APIs and the embedded warehouse")
+    dev.add_argument("--port", type=int, default=3000, help="webserver port (default 3000)")
+    dev.set_defaults(func=cmd_dev)
+
+    sandbox = sub.add_parser("sandbox", help="serve the API emulations (Meta, Breezeway, GA4)")
+    from adpipeline.sandbox.server import add_arguments
+
+    add_arguments(sandbox)
+    sandbox.set_defaults(func=cmd_sandbox)
+
+    warehouse = sub.add_parser("warehouse", help="the Postgres warehouse")
+    warehouse.add_argument("action", choices=["url", "migrate", "stop"],
+                           help="url: start if needed and print a DSN for psql/BI tools; migrate; stop")
+    warehouse.set_defaults(func=cmd_warehouse)
+
+    tokens = sub.add_parser("tokens", help="API tokens in the token store")
+    tokens.add_argument("action", choices=["status"])
+    tokens.add_argument("--json", action="store_true")
+    tokens.set_defaults(func=cmd_tokens)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line, not a traceback, for expected failures
+        from adpipeline.config import ConfigError
+        from adpipeline.warehouse.embedded import WarehouseError
+        from adpipeline.warehouse.tokens import TokenStoreError
+
+        if isinstance(exc, (ConfigError, WarehouseError, TokenStoreError)):
+            print(f"adpipeline: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The sources config (`adpipeline.yaml`): parsed and validated into typed objects.
+
+This is the one file read when the Dagster definitions load. It names scopes (ad accounts,
+regions, properties), their time zones and currencies, and the NAMES of environment variables that
+hold secrets; secrets themselves are only ever read from the environment at run time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from dagster._utils.schedules import is_valid_cron_string
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_ENV = "ADPIPELINE_CONFIG"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "adpipeline.yaml"
+
+
+class ConfigError(ValueError):
+    """The sources config is missing or invalid; the message names the file and the bad key."""
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as America/Jamaica)") from exc
+    return value
+
+
+def _currency(value: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", value):
+        raise ValueError(f"currency must be a 3-letter ISO 4217 code, got {value!r}")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", value):
+        raise ValueError(f"{value!r} is not an environment variable NAME (secrets never go in this file)")
+    return value
+
+
+def _cron(value: str) -> str:
+    if not is_valid_cron_string(value):
+        raise ValueError(f"invalid cron expression {value!r}")
+    return value
+
+
+TimeZone = Annotated[str, AfterValidator(_time_zone)]
+Currency = Annotated[str, AfterValidator(_currency)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+def _require_unique(values: list, where: str, key: str) -> None:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {key} {value!r} in {where}")
+        seen.add(value)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MetaAccount(_Model):
+    id: Annotated[str, Field(pattern=r"^act_\d+$")]
+    name: str
+    timezone: TimeZone
+    currency: Currency
+
+
+class MetaConfig(_Model):
+    api_version: Annotated[str, Field(pattern=r"^v\d+\.\d+$")] = "v24.0"
+    access_token_env: EnvName = "META_ACCESS_TOKEN"
+    app_id_env: EnvName = "META_APP_ID"
+    app_secret_env: EnvName = "META_APP_SECRET"
+    attribution_window_days: Annotated[int, Field(ge=1, le=28)] = 28
+    accounts: list[MetaAccount] = []
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> MetaConfig:
+        _require_unique([a.id for a in self.accounts], "meta.accounts", "id")
+        return self
+
+
+class BreezewayRegion(_Model):
+    code: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    company_id: int
+    timezone: TimeZone
+    currency: Currency = "USD"
+    client_id_env: EnvName | None = None
+    client_secret_env: EnvName | None = None
+
+    @property
+    def client_id_var(self) -> str:
+        return self.client_id_env or f"BREEZEWAY_{self.code.upper()}_CLIENT_ID"
+
+    @property
+    def client_secret_var(self) -> str:
+        return self.client_secret_env or f"BREEZEWAY_{self.code.upper()}_CLIENT_SECRET"
+
+
+class BreezewayConfig(_Model):
+    regions: list[BreezewayRegion] = []
+
+    @model_validator(mode="after")
+    def _unique_codes(self) -> BreezewayConfig:
+        _require_unique([r.code for r in self.regions], "breezeway.regions", "code")
+        return self
+
+
+class Ga4Property(_Model):
+    id: Annotated[str, Field(pattern=r"^\d+$")]
+    name: str
+    timezone: TimeZone
+    currency: Currency
+
+
+class Ga4Config(_Model):
+    credentials_env: EnvName = "GA4_CREDENTIALS"
+    restatement_days: Annotated[int, Field(ge=0, le=30)] = 3
+    properties: list[Ga4Property] = []
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Ga4Config:
+        _require_unique([p.id for p in self.properties], "ga4.properties", "id")
+        return self
+
+
+class Cadences(_Model):
+    meta_hourly: Cron = "0 6-22 * * *"
+    meta_restatement: Cron = "15 2 * * *"
+    meta_token: Cron = "*/30 * * * *"
+    breezeway_reservations: Cron = "0 * * * *"
+    breezeway_daily: Cron = "30 4 * * *"
+    ga4: Cron = "0 */4 * * *"
+
+
+class SourcesConfig(_Model):
+    reporting_timezone: TimeZone = "America/Jamaica"
+    meta: MetaConfig = Field(default_factory=MetaConfig)
+    breezeway: BreezewayConfig = Field(default_factory=BreezewayConfig)
+    ga4: Ga4Config = Field(default_factory=Ga4Config)
+    cadences: Cadences = Field(default_factory=Cadences)
+
+
+def _describe(error: dict) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{location}: unknown key"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def parse_config(text: str, source: str = "<string>") -> SourcesConfig:
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        return SourcesConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> SourcesConfig:
+    path = Path(path) if path else config_path()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"sources config not found: {path} (set {CONFIG_ENV} to its path)") from None
+    return parse_config(text, str(path))
+
+
+@lru_cache(maxsize=1)
+def get_config() -> SourcesConfig:
+    """The config for this process, read once (definitions load calls this)."""
+    return load_config()

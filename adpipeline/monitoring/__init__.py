@@ -1,0 +1,1 @@
+"""Monitoring: the thresholds table, check builders, sensors, watchdog and doctor."""

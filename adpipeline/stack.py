@@ -1,0 +1,83 @@
+"""Local start-up shared by `adpipeline demo` and `adpipeline dev`.
+
+Starts (or reuses) the embedded warehouse unless ADPIPELINE_WAREHOUSE_URL points elsewhere, migrates
+it, prepares DAGSTER_HOME on Postgres storage, starts the sandbox APIs in their own process and points
+the sources at them; exports all of it to child processes through the environment. On exit it stops
+exactly what it started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from adpipeline.warehouse import db
+from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
+
+log = logging.getLogger(__name__)
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+STORAGE = {"storage": {"postgres": {"postgres_url": {"env": "ADPIPELINE_DAGSTER_PG_URL"}}}}
+
+
+@dataclass
+class Stack:
+    warehouse_url: str
+    dagster_home: Path
+    sandbox_url: str | None
+    started_warehouse: bool
+
+
+def prepare_dagster_home(dagster_home: Path) -> None:
+    """$DAGSTER_HOME/dagster.yaml = the project's instance settings + Postgres storage."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    settings = yaml.safe_load((PROJECT_DIR / "dagster.yaml").read_text()) or {}
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump({**settings, **STORAGE}, sort_keys=False))
+
+
+def start_warehouse() -> tuple[str, bool]:
+    """(DSN, whether this call started the embedded server)."""
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        return url, False
+    server = default_server()
+    was_running = server.running_port() is not None
+    return server.ensure_started(), not was_running
+
+
+@contextmanager
+def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterator[Stack]:
+    with ExitStack() as cleanup:
+        url, started = start_warehouse()
+        if started and not keep_warehouse:
+            cleanup.callback(default_server().stop)
+        env = export_environment(url)
+        applied = db.migrate(url)
+        if applied:
+            log.info("migrations applied: %s", ", ".join(applied))
+        dagster_home = Path(env["DAGSTER_HOME"])
+        prepare_dagster_home(dagster_home)
+        sandbox_url = None
+        if sandbox:
+            from adpipeline.sandbox.testing import SandboxProcess
+
+            process = cleanup.enter_context(SandboxProcess())
+            sandbox_url = process.base_url
+            point_sources_at_sandbox(sandbox_url)
+        yield Stack(url, dagster_home, sandbox_url, started)
+
+
+def point_sources_at_sandbox(base_url: str) -> dict[str, str]:
+    """API base URLs and the sandbox's demo credentials (not secrets: the sandbox accepts only these).
+
+    Values already in the environment win, so a user can aim one source at the real API."""
+    from adpipeline.sandbox import demo_environment
+
+    env = {k: v for k, v in demo_environment(base_url).items() if not os.environ.get(k)}
+    os.environ.update(env)
+    return env

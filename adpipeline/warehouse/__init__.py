@@ -1,0 +1,1 @@
+"""The Postgres warehouse: embedded server, connections, migrations, bulk loader, ops tables."""

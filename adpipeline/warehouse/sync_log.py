@@ -1,0 +1,156 @@
+"""`ops.etl_sync_log`: one row per sync attempt, committed atomically with the data it describes.
+
+A sync of one (source, scope, entity, window):
+  1. takes a session advisory lock on that key (a second concurrent attempt is refused);
+  2. fails every `running` row of the same (source, scope, entity) whose lock nobody holds — the
+     process that wrote it is gone (killed run, lost worker), so that row can never finish;
+  3. commits its own `running` row;
+  4. loads the data and marks its row `success` in ONE transaction; on any error the data rolls back
+     and the row is marked `failed` with the (redacted) error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from adpipeline.warehouse.db import connect
+from adpipeline.warehouse.loader import LoadResult, Table, load
+
+log = logging.getLogger(__name__)
+
+SYNC_TYPES = ("full", "incremental", "restatement")
+
+
+class SyncInProgress(RuntimeError):
+    """Another live process is syncing the same (source, scope, entity, window)."""
+
+
+def _lock_key(source: str, scope: str, entity: str, window_start, window_end) -> str:
+    return f"sync|{source}|{scope}|{entity}|{window_start}|{window_end}"
+
+
+def _try_lock(conn: psycopg.Connection, key: str) -> bool:
+    return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+
+
+def _unlock(conn: psycopg.Connection, key: str) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+
+
+@dataclass
+class Sync:
+    """Handle given to the body of a sync: load through it, report API calls on it."""
+
+    conn: psycopg.Connection
+    id: int
+    source: str
+    scope: str
+    entity: str
+    result: LoadResult = field(default_factory=LoadResult)
+    api_calls: int = 0
+
+    def load(self, table: Table, rows, *, replace_scope: dict[str, Any] | None = None) -> LoadResult:
+        loaded = load(self.conn, table, rows, replace_scope=replace_scope)
+        self.result += loaded
+        return loaded
+
+
+def fail_abandoned(conn: psycopg.Connection, source: str, scope: str, entity: str) -> int:
+    """Fail `running` rows of (source, scope, entity) whose writer is gone; returns how many."""
+    rows = conn.execute(
+        "SELECT id, window_start, window_end, dagster_run_id FROM ops.etl_sync_log"
+        " WHERE source = %s AND scope = %s AND entity = %s AND status = 'running'",
+        (source, scope, entity),
+    ).fetchall()
+    failed = 0
+    for row_id, start, end, run_id in rows:
+        key = _lock_key(source, scope, entity, start, end)
+        if not _try_lock(conn, key):
+            continue  # its writer still holds the lock: a live sync
+        try:
+            conn.execute(
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = now(), error = %s"
+                " WHERE id = %s AND status = 'running'",
+                (f"abandoned: the process running this sync (run {run_id or 'unknown'}) ended without finishing it",
+                 row_id),
+            )
+            failed += 1
+        finally:
+            _unlock(conn, key)
+    conn.commit()
+    if failed:
+        log.warning("%s %s %s: marked %d abandoned 'running' sync(s) as failed", source, scope, entity, failed)
+    return failed
+
+
+@contextmanager
+def sync(
+    *,
+    source: str,
+    scope: str,
+    entity: str,
+    sync_type: str,
+    window: tuple[date, date] | None = None,
+    run_id: str | None = None,
+    url: str | None = None,
+    api_calls: Callable[[], int] | None = None,
+) -> Iterator[Sync]:
+    """Run one sync attempt; see the module docstring for the guarantees."""
+    if sync_type not in SYNC_TYPES:
+        raise ValueError(f"sync_type must be one of {SYNC_TYPES}, got {sync_type!r}")
+    start, end = window or (None, None)
+    key = _lock_key(source, scope, entity, start, end)
+    conn = connect(url)
+    try:
+        if not _try_lock(conn, key):
+            raise SyncInProgress(
+                f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
+            )
+        fail_abandoned(conn, source, scope, entity)
+        sync_id = conn.execute(
+            "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
+            " dagster_run_id) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s) RETURNING id",
+            (source, scope, entity, sync_type, start, end, run_id),
+        ).fetchone()[0]
+        conn.commit()
+        handle = Sync(conn=conn, id=sync_id, source=source, scope=scope, entity=entity)
+        try:
+            yield handle
+            calls = api_calls() if api_calls else handle.api_calls
+            r = handle.result
+            conn.execute(
+                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = now(), records_processed = %s,"
+                " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s WHERE id = %s",
+                (r.processed, r.inserted, r.updated, r.deleted, calls, sync_id),
+            )
+            conn.commit()
+        except BaseException as exc:
+            conn.rollback()
+            calls = api_calls() if api_calls else handle.api_calls
+            conn.execute(
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = now(), api_calls = %s, error = %s"
+                " WHERE id = %s",
+                (calls, _describe(exc), sync_id),
+            )
+            conn.commit()
+            raise
+    finally:
+        if not conn.closed:
+            conn.rollback()
+            _unlock(conn, key)
+            conn.commit()
+            conn.close()
+
+
+def _describe(exc: BaseException) -> str:
+    from adpipeline.http.redact import redact
+
+    text = f"{type(exc).__name__}: {exc}"
+    return redact(text)[:2000]

@@ -1,0 +1,57 @@
+"""Shared fixtures: the test session owns one embedded Postgres server (a real one, no mocks)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from adpipeline.warehouse import db
+from adpipeline.warehouse.embedded import EmbeddedServer
+
+
+@pytest.fixture(scope="session")
+def warehouse_home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("adpipeline_home")
+
+
+@pytest.fixture(scope="session")
+def warehouse_url(warehouse_home: Path) -> Iterator[str]:
+    """The session's warehouse: ADPIPELINE_TEST_WAREHOUSE_URL if given, else a fresh embedded server."""
+    external = os.environ.get("ADPIPELINE_TEST_WAREHOUSE_URL")
+    server = None if external else EmbeddedServer(warehouse_home)
+    url = external or server.ensure_started()
+    saved = {k: os.environ.get(k) for k in ("ADPIPELINE_WAREHOUSE_URL", "ADPIPELINE_HOME")}
+    os.environ["ADPIPELINE_WAREHOUSE_URL"] = url
+    os.environ["ADPIPELINE_HOME"] = str(warehouse_home)
+    db.migrate(url)
+    yield url
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    if server:
+        server.stop()
+
+
+@pytest.fixture
+def conn(warehouse_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(warehouse_url) as connection:
+        yield connection
+
+
+@pytest.fixture
+def scratch_schema(conn: psycopg.Connection) -> Iterator[str]:
+    """A schema of its own for one test, dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    conn.execute(f"CREATE SCHEMA {name}")
+    conn.commit()
+    yield name
+    conn.rollback()
+    conn.execute(f"DROP SCHEMA {name} CASCADE")
+    conn.commit()
