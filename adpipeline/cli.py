@@ -12,14 +12,14 @@ log = logging.getLogger("adpipeline")
 
 
 def _setup_logging(verbose: bool) -> None:
-    from adpipeline.http.redact import install_redaction
+    from adpipeline.http.redact import install_log_redaction
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    install_redaction()
+    install_log_redaction()
 
 
 # -- warehouse ------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,12 @@ from adpipeline.warehouse.embedded import EmbeddedServer
 
 
 @pytest.fixture(scope="session")
-def warehouse_home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("adpipeline_home")
+def warehouse_home() -> Iterator[Path]:
+    # Not under pytest's tmp_path: pytest prunes old basetemp folders, which a concurrent pytest
+    # session (another checkout, a helper) could do under a live server.
+    home = Path(tempfile.mkdtemp(prefix="adpipeline-test-home-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +61,5 @@ def scratch_schema(conn: psycopg.Connection) -> Iterator[str]:
     conn.rollback()
     conn.execute(f"DROP SCHEMA {name} CASCADE")
     conn.commit()
+
+from adpipeline.sandbox.testing import sandbox_process, sandbox  # noqa: F401

@@ -9,12 +9,16 @@ and recorded by Postgres itself in `postmaster.pid`.
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
 import os
 import pwd
+import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +82,7 @@ class EmbeddedServer:
         try:
             if psutil.Process(pid).name() != "postgres":
                 return None  # a stale pid file whose pid now belongs to something else
-        except psutil.Error:
+        except (psutil.Error, ValueError):  # gone, or a negative pid (single-user mode during initdb)
             return None
         return pid, port, status
 
@@ -124,9 +128,9 @@ class EmbeddedServer:
         try:
             _pg("pg_ctl", ["-w", "-t", str(START_TIMEOUT_S), "-l", str(self.logfile), "-o", options, "start"],
                 self.pgdata)
-        except subprocess.CalledProcessError as exc:
+        except WarehouseError as exc:
             tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
-            raise WarehouseError(f"embedded Postgres failed to start: {exc.stderr or exc}\n{tail}") from None
+            raise WarehouseError(f"embedded Postgres failed to start: {exc}\n{tail}") from None
         port = self.running_port(wait_s=START_TIMEOUT_S)
         if port is None:
             raise WarehouseError(f"embedded Postgres did not become ready; see {self.logfile}")
@@ -145,16 +149,25 @@ class EmbeddedServer:
         return port
 
     def _initdb(self) -> None:
+        """initdb into a scratch folder, then rename: a starter killed mid-initdb leaves no half-made data."""
         log.info("initialising embedded Postgres data directory %s", self.pgdata)
-        self.pgdata.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob("data.initdb.*"):  # from starters killed mid-initdb
+            if not psutil.pid_exists(int(leftover.suffix[1:])):
+                shutil.rmtree(leftover, ignore_errors=True)
+        scratch = self.root / f"data.initdb.{os.getpid()}"
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
         if os.geteuid() == 0:
             user = _server_os_user()
-            for folder in [*self.pgdata.parents]:  # the server's user must traverse to its data
+            for folder in scratch.parents:  # the server's user must traverse to its data
                 folder.chmod(folder.stat().st_mode | 0o055)
-            os.chown(self.pgdata, user.pw_uid, user.pw_gid)
+            os.chown(scratch, user.pw_uid, user.pw_gid)
             _pg_bin().parent.chmod(0o755)
-        self.pgdata.chmod(0o700)
-        _pg("initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], self.pgdata)
+        scratch.chmod(0o700)
+        _pg("initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], scratch)
+        if self.pgdata.exists():
+            shutil.rmtree(self.pgdata)  # no PG_VERSION in it: not a usable data directory
+        scratch.rename(self.pgdata)
 
     def _create_databases(self, port: int) -> None:
         with psycopg.connect(self.dsn(port, "postgres"), autocommit=True) as conn:
@@ -186,10 +199,19 @@ def _server_os_user() -> pwd.struct_passwd:
 def _pg(program: str, args: list[str], pgdata: Path) -> None:
     user = SERVER_OS_USER if os.geteuid() == 0 else None
     cmd = [str(_pg_bin() / program), "-D", str(pgdata), *args]
-    # stdout/stderr to files, not pipes: a pipe inherited by the daemonised postmaster would hang us.
-    with open(os.devnull, "w") as devnull:
-        subprocess.run(cmd, check=True, stdout=devnull, stderr=subprocess.PIPE if program != "pg_ctl" else devnull,
-                       user=user, cwd="/", text=True, timeout=START_TIMEOUT_S + 30)
+    # Output to a file, not a pipe: a pipe inherited by the daemonised postmaster would block us.
+    with tempfile.TemporaryFile("w+") as output:
+        result = subprocess.run(cmd, stdout=output, stderr=output, preexec_fn=_die_with_parent, user=user,
+                                cwd="/", text=True, timeout=START_TIMEOUT_S + 30)
+        if result.returncode:
+            output.seek(0)
+            raise WarehouseError(f"{program} failed (exit {result.returncode}): {output.read().strip()[-2000:]}")
+
+
+def _die_with_parent() -> None:
+    # initdb must not outlive a killed starter (it would keep writing into the data folder).
+    # The postmaster that pg_ctl starts is a daemon of its own and is not affected.
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _accepts(port: int) -> bool:

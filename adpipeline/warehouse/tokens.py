@@ -24,6 +24,7 @@ import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg.rows import dict_row
 
+from adpipeline.http.redact import register_secret
 from adpipeline.warehouse.db import connect
 from adpipeline.warehouse.embedded import adpipeline_home, is_embedded, warehouse_url
 
@@ -139,10 +140,14 @@ class TokenStore:
             name: self.keyring.decrypt(row[f"{name}_enc"], row["key_id"], self._aad(row["platform"], row["scope"], name))
             for name in _SECRET_FIELDS
         }
+        for value in secrets_.values():
+            register_secret(value)  # from now on masked in every log line, exception and metadata value
         plain = {name: row[name] for name in ["platform", "scope", "updated_at", *_PLAIN_FIELDS]}
         return Token(**plain, **secrets_)
 
     def _write(self, conn: psycopg.Connection, token: Token) -> None:
+        for name in _SECRET_FIELDS:
+            register_secret(getattr(token, name))
         enc = {
             f"{name}_enc": self.keyring.encrypt(getattr(token, name), self._aad(token.platform, token.scope, name))
             for name in _SECRET_FIELDS

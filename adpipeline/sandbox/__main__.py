@@ -1,0 +1,5 @@
+import sys
+
+from adpipeline.sandbox.server import main
+
+sys.exit(main())

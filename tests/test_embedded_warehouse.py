@@ -1,0 +1,111 @@
+"""The embedded server: concurrent starters, crashes, reuse. Each test uses its own ADPIPELINE_HOME."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+
+from adpipeline.warehouse.embedded import EmbeddedServer
+
+
+def postmasters(pgdata: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if proc.info["name"] == "postgres" and str(pgdata) in cmdline:
+            found.append(proc)
+    return found
+
+
+def _start_after_barrier(home: str, barrier, results) -> None:
+    barrier.wait()
+    results.put(EmbeddedServer(Path(home)).ensure_started())
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = EmbeddedServer(tmp_path / "home")
+    yield server
+    server.stop()
+    for proc in postmasters(server.pgdata):  # never leave a server behind, even if a test failed
+        proc.kill()
+
+
+def test_four_processes_starting_at_once_end_with_one_postmaster(server):
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(4), ctx.Queue()
+    procs = [ctx.Process(target=_start_after_barrier, args=(str(server.home), barrier, results)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    urls = {results.get(timeout=5) for _ in procs}
+    assert len(urls) == 1
+    assert len(postmasters(server.pgdata)) == 1
+    with psycopg.connect(urls.pop()) as conn:
+        names = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    assert {"warehouse", "dagster"} <= names
+
+
+def test_reuse_is_cheap_and_keeps_the_same_dsn(server):
+    first = server.ensure_started()
+    started = time.monotonic()
+    assert server.ensure_started() == first
+    assert time.monotonic() - started < 2
+    assert first.startswith("postgresql://postgres@127.0.0.1:") and first.endswith("/warehouse")
+
+
+def test_restart_works_after_kill_9_of_the_starter(server):
+    # The starter is killed while it holds the start-up lock (most likely mid-start).
+    code = f"from pathlib import Path; from adpipeline.warehouse.embedded import EmbeddedServer; EmbeddedServer(Path({str(server.home)!r})).ensure_started()"
+    starter = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 30
+    while not (server.root / "server.lock").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    starter.send_signal(signal.SIGKILL)
+    starter.wait()
+    url = server.ensure_started()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert len(postmasters(server.pgdata)) == 1
+
+
+def test_restart_works_after_kill_9_of_the_server_itself(server):
+    url = server.ensure_started()
+    (postmaster,) = postmasters(server.pgdata)
+    postmaster.send_signal(signal.SIGKILL)
+    postmaster.wait(10)
+    assert (server.pgdata / "postmaster.pid").exists()  # stale pid file left behind
+    assert server.ensure_started() == url  # same port reused when free
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT current_database()").fetchone() == ("warehouse",)
+
+
+def test_stop_stops_and_start_again_keeps_the_data(server):
+    url = server.ensure_started()
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (42)")
+    assert server.stop() is True
+    assert postmasters(server.pgdata) == []
+    assert server.stop() is False
+    with psycopg.connect(server.ensure_started()) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root needs a separate OS user for Postgres")
+def test_as_root_the_server_runs_as_its_own_user(server):
+    server.ensure_started()
+    (postmaster,) = postmasters(server.pgdata)
+    assert postmaster.username() == "embedded_postgres"
