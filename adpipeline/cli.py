@@ -47,13 +47,15 @@ def token_rows(now: datetime | None = None) -> list[dict]:
     from adpipeline.monitoring.thresholds import token_health
     from adpipeline.warehouse import db
     from adpipeline.warehouse.embedded import warehouse_url
-    from adpipeline.warehouse.tokens import TokenStore
+    from adpipeline.warehouse.tokens import token_states
 
     now = now or datetime.now(timezone.utc)
     url = warehouse_url()
     db.migrate(url)
+    with db.connect(url) as conn:
+        tokens = token_states(conn)
     rows = []
-    for token in TokenStore(url).all():
+    for token in tokens:
         health, reason = token_health(
             platform=token.platform, status=token.status, expires_at=token.expires_at,
             data_access_expires_at=token.data_access_expires_at, never_expires=token.never_expires, now=now,

@@ -104,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop, not a crash
     finally:
         sock.close()
     return 0 if server.started else 1

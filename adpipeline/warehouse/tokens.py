@@ -117,6 +117,7 @@ class Token:
     last_refreshed_at: datetime | None = None
     last_refresh_attempt_at: datetime | None = None
     last_refresh_succeeded: bool | None = None
+    last_checked_at: datetime | None = None
     refresh_count: int = 0
     generation_count: int = 0
     last_error: str | None = None
@@ -208,3 +209,12 @@ class TokenStore:
                                       status="valid", last_error=None, **attrs)
                     save(current)
             return current if current.access_token else None
+
+
+def token_states(conn: psycopg.Connection, platform: str | None = None) -> list[Token]:
+    """Token rows WITHOUT their secrets (no key needed): for checks, `tokens status` and doctor."""
+    columns = ", ".join(["platform", "scope", "updated_at", *_PLAIN_FIELDS])
+    where, params = ("WHERE platform = %s", [platform]) if platform else ("", [])
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {columns} FROM ops.platform_tokens {where} ORDER BY platform, scope", params)
+        return [Token(**row) for row in rows.fetchall()]

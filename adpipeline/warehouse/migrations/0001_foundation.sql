@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS ops.platform_tokens (
     last_refreshed_at        timestamptz,
     last_refresh_attempt_at  timestamptz,
     last_refresh_succeeded   boolean,
+    last_checked_at          timestamptz,  -- every run of the token job, even when nothing is refreshed
     refresh_count            integer     NOT NULL DEFAULT 0,
     generation_count         integer     NOT NULL DEFAULT 0,
     last_error               text,
