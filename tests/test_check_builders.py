@@ -1,0 +1,172 @@
+"""The shared check builders at the exact boundaries of the thresholds table."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from adpipeline.monitoring import thresholds as T
+from adpipeline.monitoring.checks import (
+    all_scopes_loaded_check,
+    evaluate_all_scopes_loaded,
+    evaluate_data_access,
+    evaluate_lateness,
+    evaluate_refresh_attempt,
+    evaluate_refresh_job_ran,
+    evaluate_token_health,
+    evaluate_token_lifetime,
+    lateness_check,
+    meta_style_token_checks,
+)
+from adpipeline.warehouse.resource import WarehouseResource
+from adpipeline.warehouse.tokens import Token, TokenStore
+
+JAM = ZoneInfo("America/Jamaica")
+HOURLY_QUIET = "0 6-22 * * *"
+S = timedelta(seconds=1)
+
+
+def at(hour: int, minute: int = 0, day: int = 23) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=JAM)
+
+
+def lateness_of(last: datetime | None, now: datetime, cron: str, threshold: T.Threshold, scopes=("a",)):
+    successes = {"a": last} if last else {}
+    return evaluate_lateness(successes, scopes=list(scopes), cron=cron, timezone="America/Jamaica",
+                             threshold=threshold, now=now, what="meta/ads_insights")
+
+
+def test_quiet_hours_are_not_late():
+    result = lateness_of(at(22, 0, day=22), at(3), HOURLY_QUIET, T.HOURLY_FEED_LATENESS)
+    assert result.passed and result.metadata["lateness_hours"] == 0
+
+
+def test_last_success_at_six_is_late_at_eleven():
+    result = lateness_of(at(6), at(11), HOURLY_QUIET, T.HOURLY_FEED_LATENESS)
+    assert result.severity == "WARN" and result.metadata["lateness_hours"] == 4.0  # due at 07:00
+    assert lateness_of(at(6), at(11) + S, HOURLY_QUIET, T.HOURLY_FEED_LATENESS).severity == "ERROR"
+
+
+@pytest.mark.parametrize(
+    "threshold, cron, offsets",
+    [
+        # (lateness, expected severity) around each limit; ticks every hour -> due 1 h after the last success
+        (T.HOURLY_FEED_LATENESS, "0 * * * *", [(timedelta(hours=2), None), (timedelta(hours=2) + S, "WARN"),
+                                                (timedelta(hours=4), "WARN"), (timedelta(hours=4) + S, "ERROR")]),
+        (T.DAILY_FEED_LATENESS, "0 * * * *", [(timedelta(hours=25), None), (timedelta(hours=25) + S, "ERROR")]),
+        (T.GA4_LATENESS, "0 * * * *", [(timedelta(hours=12), None), (timedelta(hours=12) + S, "WARN"),
+                                       (timedelta(hours=24), "WARN"), (timedelta(hours=24) + S, "ERROR")]),
+    ],
+)
+def test_lateness_boundaries(threshold, cron, offsets):
+    last = at(5)
+    due = at(6)
+    for late, expected in offsets:
+        result = lateness_of(last, due + late, cron, threshold)
+        assert result.severity == expected, (threshold.signal, late, result.description)
+
+
+def test_the_worst_scope_decides_and_a_never_loaded_scope_is_an_error():
+    successes = {"a": at(10), "b": at(7)}  # b was due again at 08:00: 2.5 h late
+    result = evaluate_lateness(successes, scopes=["a", "b"], cron="0 * * * *", timezone="America/Jamaica",
+                               threshold=T.HOURLY_FEED_LATENESS, now=at(10, 30), what="x")
+    assert result.severity == "WARN" and result.metadata["worst_scope"] == "b"
+    never = evaluate_lateness(successes, scopes=["a", "b", "c"], cron="0 * * * *", timezone="America/Jamaica",
+                              threshold=T.HOURLY_FEED_LATENESS, now=at(10, 30), what="x")
+    assert never.severity == "ERROR" and "never loaded for c" in never.description
+
+
+def test_all_scopes_loaded():
+    ok = ("success", None, at(9))
+    assert evaluate_all_scopes_loaded({"a": ok, "b": ok}, scopes=["a", "b"], what="x").passed
+    failed = evaluate_all_scopes_loaded({"a": ok, "b": ("failed", "permission denied (#200)", at(9))},
+                                        scopes=["a", "b"], what="x")
+    assert failed.severity == "ERROR" and failed.metadata["failed_scopes"] == ["b"]
+    missing = evaluate_all_scopes_loaded({"a": ok}, scopes=["a", "b"], what="x")
+    assert missing.severity == "ERROR" and missing.metadata["never_attempted"] == ["b"]
+
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("days, expected", [(20, None), (14, None), (13, "WARN"), (7, "WARN"), (6, "ERROR"), (-1, "ERROR")])
+def test_token_lifetime(days, expected):
+    token = Token("meta", "default", expires_at=NOW + timedelta(days=days))
+    result = evaluate_token_lifetime(token, NOW, "meta token")
+    assert result.severity == expected
+    if days < 0:
+        assert "manual re-authentication required" in result.description
+
+
+def test_token_signals():
+    system_user = Token("meta", "default", never_expires=True, expires_at=None)
+    assert evaluate_token_lifetime(system_user, NOW, "t").passed
+    assert evaluate_token_lifetime(None, NOW, "t").severity == "ERROR"
+    assert evaluate_data_access(Token("meta", "d", data_access_expires_at=NOW + timedelta(days=13)), NOW, "t").severity == "WARN"
+    assert evaluate_data_access(Token("meta", "d", data_access_expires_at=NOW - S), NOW, "t").severity == "ERROR"
+    assert evaluate_data_access(Token("meta", "d", data_access_expires_at=NOW + timedelta(days=30)), NOW, "t").passed
+    failed_refresh = Token("meta", "d", last_refresh_succeeded=False, last_error="(#190) session expired")
+    assert evaluate_refresh_attempt(failed_refresh, "t").severity == "WARN"
+    assert evaluate_refresh_attempt(Token("meta", "d", last_refresh_succeeded=True), "t").passed
+    ran = lambda hours: Token("meta", "d", last_checked_at=NOW - timedelta(hours=hours))  # noqa: E731
+    assert evaluate_refresh_job_ran(ran(2), NOW, "t").passed
+    assert evaluate_refresh_job_ran(ran(2.01), NOW, "t").severity == "ERROR"
+    tokens = {"austin": Token("breezeway", "austin", status="refresh_failed"), "smoky": Token("breezeway", "smoky")}
+    assert evaluate_token_health(tokens, platform="breezeway", scopes=["austin", "smoky"], now=NOW, what="t").severity == "WARN"
+    tokens["smoky"] = Token("breezeway", "smoky", status="invalid")
+    result = evaluate_token_health(tokens, platform="breezeway", scopes=["austin", "smoky"], now=NOW, what="t")
+    assert result.severity == "ERROR" and "smoky EXPIRED" in result.description
+
+
+# -- through Dagster, on the real warehouse ----------------------------------------------------------
+
+@dg.asset(key=["t_checks", "feed"])
+def feed() -> None:
+    """A stand-in asset the checks attach to."""
+
+
+def _evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
+    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+
+
+def test_builders_run_as_standalone_checks_on_the_sync_log(warehouse_url, conn):
+    conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 't_checks'")
+    conn.execute(
+        "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, started_at, finished_at, error) VALUES"
+        " ('t_checks', 'a', 'feed', 'incremental', 'success', now() - interval '5 hours', now() - interval '5 hours', NULL),"
+        " ('t_checks', 'b', 'feed', 'incremental', 'success', now() - interval '10 minutes', now() - interval '10 minutes', NULL),"
+        " ('t_checks', 'b', 'feed', 'incremental', 'failed', now() - interval '1 minute', now(), 'HTTP 403 for region b')"
+    )
+    conn.commit()
+    checks = [
+        lateness_check(["t_checks", "feed"], source="t_checks", entity="feed", scopes=["a", "b"], cron="*/10 * * * *",
+                       timezone="UTC", threshold=T.HOURLY_FEED_LATENESS),
+        all_scopes_loaded_check(["t_checks", "feed"], source="t_checks", entity="feed", scopes=["a", "b"]),
+    ]
+    result = dg.materialize([feed, *checks], resources={"warehouse": WarehouseResource()},
+                            selection=dg.AssetSelection.checks(*checks))
+    evaluations = _evaluations(result)
+    lateness, loaded = evaluations["lateness"], evaluations["all_scopes_loaded"]
+    assert not lateness.passed and lateness.severity == dg.AssetCheckSeverity.ERROR
+    assert lateness.metadata["worst_scope"].value == "a"
+    assert not loaded.passed and loaded.metadata["failed_scopes"].value == ["b"]
+    assert all(not spec.blocking for c in checks for spec in c.check_specs)
+
+
+def test_token_checks_read_only_non_secret_columns(warehouse_url, conn, monkeypatch):
+    conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 't_tok'")
+    conn.commit()
+    TokenStore(warehouse_url).put(Token("t_tok", "default", access_token="secret-token-value",
+                                        expires_at=datetime.now(timezone.utc) + timedelta(days=10),
+                                        last_checked_at=datetime.now(timezone.utc) - timedelta(hours=3)))
+    monkeypatch.setenv("ADPIPELINE_TOKEN_KEY", "A" * 43 + "=")  # a different key: checks must not need the real one
+    checks = meta_style_token_checks(["t_checks", "feed"], platform="t_tok", scope="default")
+    result = dg.materialize([feed, *checks], resources={"warehouse": WarehouseResource()},
+                            selection=dg.AssetSelection.checks(*checks))
+    evaluations = _evaluations(result)
+    assert evaluations["token_lifetime"].severity == dg.AssetCheckSeverity.WARN and not evaluations["token_lifetime"].passed
+    assert evaluations["token_data_access"].passed and evaluations["token_refresh_attempt"].passed
+    assert not evaluations["token_job_ran"].passed and evaluations["token_job_ran"].severity == dg.AssetCheckSeverity.ERROR
