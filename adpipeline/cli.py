@@ -20,6 +20,8 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
     )
     install_log_redaction()
+    for noisy in ("alembic", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 # -- warehouse ------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterat
         if sandbox:
             from adpipeline.sandbox.testing import SandboxProcess
 
-            process = cleanup.enter_context(SandboxProcess())
+            # The sandbox clock follows real time, so "today" means the same to the pipeline and the APIs.
+            process = cleanup.enter_context(SandboxProcess(clock="now", extra_args=["--clock-running"]))
             sandbox_url = process.base_url
             point_sources_at_sandbox(sandbox_url)
         yield Stack(url, dagster_home, sandbox_url, started)
@@ -76,7 +77,7 @@ def point_sources_at_sandbox(base_url: str) -> dict[str, str]:
     """API base URLs and the sandbox's demo credentials (not secrets: the sandbox accepts only these).
 
     Values already in the environment win, so a user can aim one source at the real API."""
-    from adpipeline.sandbox import demo_environment
+    from adpipeline.sandbox.environment import demo_environment
 
     env = {k: v for k, v in demo_environment(base_url).items() if not os.environ.get(k)}
     os.environ.update(env)

@@ -1,0 +1,18 @@
+# Two commands do all set-up on a fresh machine with Python 3.11: `make demo` and `make test`.
+# uv (installed into that Python if missing) creates .venv from uv.lock, the versions tested here.
+PYTHON ?= python3.11
+UV := $(PYTHON) -m uv
+
+.PHONY: demo dev test uv
+
+uv:
+	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+
+demo: uv
+	$(UV) run --frozen adpipeline demo
+
+dev: uv
+	$(UV) run --frozen adpipeline dev
+
+test: uv
+	$(UV) run --frozen --extra dev pytest

@@ -1,0 +1,137 @@
+"""`adpipeline demo`: the whole pipeline once, on the sandbox APIs and the embedded warehouse.
+
+Runs are recorded in the local Dagster instance (Postgres), so `adpipeline dev` shows them afterwards.
+Assets run level by level in dependency order; within a level, one run per partitions definition and
+partition (the latest day; every region; every property).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from adpipeline.stack import local_stack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AssetSummary:
+    runs: int = 0
+    failed_runs: int = 0
+    partitions: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    checks: dict[str, str] = field(default_factory=dict)  # check name -> PASSED | WARN | ERROR
+
+
+def demo_partition_keys(partitions_def: dg.PartitionsDefinition | None) -> list[str | None]:
+    """Which partitions the demo materializes: the latest day, and every static key (region/property)."""
+    if partitions_def is None:
+        return [None]
+    if isinstance(partitions_def, dg.MultiPartitionsDefinition):
+        dims = {d.name: d.partitions_def for d in partitions_def.partitions_defs}
+        keys_per_dim = {name: demo_partition_keys(p) for name, p in dims.items()}
+        combos: list[dict[str, str]] = [{}]
+        for name, keys in keys_per_dim.items():
+            combos = [{**c, name: k} for c in combos for k in keys]
+        return [dg.MultiPartitionKey(c) for c in combos]
+    if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return [partitions_def.get_last_partition_key()]
+    return list(partitions_def.get_partition_keys())
+
+
+def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]]:
+    """Batches of assets to run, in dependency order: per topological level, per partitions definition."""
+    graph = defs.resolve_asset_graph()
+    batches = []
+    for level in graph.toposorted_asset_keys_by_level:
+        by_partitions: dict[int, tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = {}
+        for key in level:
+            node = graph.get(key)
+            if not node.is_materializable:
+                continue
+            pdef = node.partitions_def
+            by_partitions.setdefault(id(pdef), ([], pdef))[0].append(key)
+        batches.extend(by_partitions.values())
+    return batches
+
+
+def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, AssetSummary]:
+    summary: dict[str, AssetSummary] = defaultdict(AssetSummary)
+    for index, (keys, pdef) in enumerate(plan(defs)):
+        job_name = f"demo_batch_{index}"
+        job_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=keys)]))
+        job = job_defs.resolve_job_def(job_name)
+        for partition in demo_partition_keys(pdef):
+            label = ", ".join(k.to_user_string() for k in keys) + (f" [{partition}]" if partition else "")
+            log.info("materializing %s", label)
+            started = time.monotonic()
+            result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
+                                            tags={"adpipeline/demo": "true"})
+            log.info("%s: %s in %.1f s", label, "ok" if result.success else "FAILED", time.monotonic() - started)
+            _collect(result, keys, partition, summary)
+    return summary
+
+
+def _collect(result: dg.ExecuteInProcessResult, keys, partition, summary) -> None:
+    for key in keys:
+        entry = summary[key.to_user_string()]
+        entry.runs += 1
+        entry.failed_runs += 0 if result.success else 1
+        if partition:
+            entry.partitions.append(str(partition))
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        entry = summary[mat.asset_key.to_user_string()]
+        for name, value in mat.metadata.items():
+            if name.startswith("rows_") and isinstance(value.value, int):
+                entry.rows[name.removeprefix("rows_")] += value.value
+    for evaluation in result.get_asset_check_evaluations():
+        entry = summary[evaluation.asset_key.to_user_string()]
+        verdict = "PASSED" if evaluation.passed else evaluation.severity.value
+        previous = entry.checks.get(evaluation.check_name)
+        # a check evaluated for several partitions reports its worst result
+        if previous is None or ["PASSED", "WARN", "ERROR"].index(verdict) > ["PASSED", "WARN", "ERROR"].index(previous):
+            entry.checks[evaluation.check_name] = verdict
+
+
+def render(summary: dict[str, AssetSummary]) -> str:
+    lines = [f"{'ASSET':40} {'RUNS':>4}  {'ROWS (inserted/updated/deleted)':32}  CHECKS"]
+    for name in sorted(summary):
+        entry = summary[name]
+        runs = f"{entry.runs - entry.failed_runs}/{entry.runs}"
+        rows = "/".join(str(entry.rows.get(k, 0)) for k in ("inserted", "updated", "deleted")) if entry.rows else "-"
+        counts = defaultdict(int)
+        for verdict in entry.checks.values():
+            counts[verdict] += 1
+        checks = ", ".join(f"{n} {v.lower()}" for v, n in sorted(counts.items())) or "-"
+        lines.append(f"{name:40} {runs:>4}  {rows:32}  {checks}")
+        for check, verdict in sorted(entry.checks.items()):
+            if verdict != "PASSED":
+                lines.append(f"{'':46}{verdict}: {check}")
+    return "\n".join(lines)
+
+
+def run_demo(keep_warehouse: bool = False) -> int:
+    with local_stack(sandbox=True, keep_warehouse=keep_warehouse) as stack:
+        from adpipeline.definitions import defs
+
+        with dg.DagsterInstance.get() as instance:
+            summary = run_everything(defs, instance)
+        print()
+        print(render(summary) if summary else "No assets are defined yet: nothing to materialize.")
+        print()
+        failed_runs = sum(e.failed_runs for e in summary.values())
+        errors = sum(v == "ERROR" for e in summary.values() for v in e.checks.values())
+        print(f"warehouse: {stack.warehouse_url}" + ("" if keep_warehouse or not stack.started_warehouse
+                                                     else "  (stopped again; `adpipeline demo --keep-warehouse` leaves it running)"))
+        print(f"dagster runs recorded in {stack.dagster_home} (see them with `adpipeline dev`)")
+        if failed_runs or errors:
+            print(f"demo FAILED: {failed_runs} failed run(s), {errors} ERROR check(s)")
+            return 1
+        print("demo OK")
+        return 0

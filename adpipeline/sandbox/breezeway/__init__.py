@@ -1,0 +1,69 @@
+"""Breezeway public API emulation, mounted at /breezeway (see ../shared/api-notes/breezeway-api.md).
+
+    POST /public/auth/v1/            {"client_id","client_secret"} -> {"access_token","refresh_token"} (JWTs;
+                                     `exp` claim: access 24 h, refresh 30 days; no expires_in)
+    POST /public/auth/v1/refresh     Authorization: JWT <refresh_token> -> a new pair; the refresh token
+                                     ROTATES (a used one is refused with 401)
+         both: 1 request per minute per client and endpoint -> 429, Retry-After + {"error","retry_after"}
+    GET  /public/inventory/v1/property              paged envelope {limit,page,total_pages,total_results,results}
+    GET  /public/inventory/v1/property/{id}         one property, 404 {"message":"Not found"}
+    GET  /public/inventory/v1/reservation           paged; filters property_id[], checkin_date_*, checkout_date_*,
+                                                    created_at_*, updated_at_* (lt|le|gt|ge). With NO date
+                                                    filter only stays with checkout_date >= today (company zone)
+Every data request needs `Authorization: JWT <access_token>` (any other scheme, a bad signature or an
+expired token -> 401; expired says "Signature has expired"); a company_id other than the token's -> 403.
+More concurrent requests per client than `max_concurrent_per_client` -> the proxy's HTML 403 page.
+
+Data: 8 companies (the seed system's regions), ~4,400 properties and ~58,000 stays at scale 1.0, built
+lazily per company from the seed; stays are created, modified, cancelled and touched after checkout as the
+sandbox clock moves (see `data.py`).
+
+Admin (under /_admin/breezeway, never counted):
+    GET|POST /settings                 {"max_concurrent_per_client": n, "latency_ms": x}
+    GET  /stats                        auth calls by endpoint, auth 429s, proxy 403s, peak concurrency per client
+    GET  /companies                    per company: id, code, time zone, visible properties and stays
+    GET  /reservations?company_id=&checkout_date=   stays as the API shows them now (access codes included)
+    GET|POST|DELETE /reservations/{id} read / change upstream ({"set": {...}}, bumps updated_at) / delete
+    DELETE /properties/{id}            delete a property upstream
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from adpipeline.sandbox.breezeway.api import BreezewayEmulation, build_admin_routes, build_routes
+from adpipeline.sandbox.breezeway.data import COMPANIES, client_id, client_secret
+from adpipeline.sandbox.state import SandboxState
+
+PREFIX = "/breezeway"
+
+_emulations: dict[int, BreezewayEmulation] = {}
+
+
+def _emulation(state: SandboxState) -> BreezewayEmulation:
+    if id(state) not in _emulations:
+        _emulations[id(state)] = BreezewayEmulation(state)
+    return _emulations[id(state)]
+
+
+def routes(state: SandboxState) -> list[BaseRoute]:
+    return build_routes(_emulation(state))
+
+
+def admin_routes(state: SandboxState) -> list[BaseRoute]:
+    return build_admin_routes(_emulation(state))
+
+
+def demo_environment(base_url: str) -> dict[str, str]:
+    """Env vars pointing the pipeline at this emulation: the API URL and, per configured region, the
+    sandbox's demo credentials for its company (not secrets: only the sandbox accepts them)."""
+    from adpipeline.config import get_config
+
+    env = {"BREEZEWAY_API_URL": f"{base_url.rstrip('/')}{PREFIX}"}
+    for region in get_config().breezeway.regions:
+        env[region.client_id_var] = client_id(region.company_id)
+        env[region.client_secret_var] = client_secret(region.company_id)
+    return env
+
+
+__all__ = ["COMPANIES", "PREFIX", "admin_routes", "demo_environment", "routes"]

@@ -1,0 +1,435 @@
+"""The Breezeway emulation's HTTP surface: auth, inventory endpoints, proxy behaviour, admin controls."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from adpipeline.sandbox.breezeway import jwt
+from adpipeline.sandbox.breezeway.data import (
+    COMPANIES,
+    Company,
+    CompanyData,
+    Stay,
+    client_secret,
+    company_data,
+    company_for_client,
+    render_stay,
+)
+from adpipeline.sandbox.state import DEFAULT_CLOCK_START, SandboxState, format_datetime, parse_datetime
+
+INVENTORY = "/public/inventory/v1"
+ACCESS_TTL = timedelta(hours=24)
+REFRESH_TTL = timedelta(days=30)
+AUTH_WINDOW = 60.0  # seconds: 1 request per minute per client on each auth endpoint
+DEFAULT_LIMIT, MAX_LIMIT = 100, 500  # MAX_LIMIT is ASSUMED
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "max_concurrent_per_client": 16,  # ASSUMED: "hundreds" get the proxy's HTML 403; kept low enough to test
+    "latency_ms": 0.0,  # added inside each data request (makes concurrency observable)
+}
+DATE_FILTERS = ("checkin_date", "checkout_date")
+TIME_FILTERS = ("created_at", "updated_at")
+OPS = {"lt": lambda a, b: a < b, "le": lambda a, b: a <= b, "gt": lambda a, b: a > b, "ge": lambda a, b: a >= b}
+PROXY_403 = (
+    "<html><head><title>403 Forbidden</title></head><body><center><h1>403 Forbidden</h1></center>"
+    "<hr><center>awselb/2.0</center></body></html>"
+)
+
+
+def _message(status: int, message: str, headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
+
+
+class BadParam(ValueError):
+    pass
+
+
+class BreezewayEmulation:
+    """One per sandbox process; mutable state lives in `state.storage("breezeway")` (cleared by reset)."""
+
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self.lock = threading.Lock()
+        self.key = hashlib.sha256(f"{state.seed}:breezeway-jwt".encode()).digest()
+        start = getattr(state.clock, "_start", DEFAULT_CLOCK_START)
+        self.anchor: date = start.astimezone(timezone.utc).date()
+        self._matches: OrderedDict[tuple, list[Stay]] = OrderedDict()
+
+    # ---- state --------------------------------------------------------------------------------
+
+    @property
+    def store(self) -> dict[str, Any]:
+        return self.state.storage("breezeway")
+
+    def settings(self) -> dict[str, Any]:
+        return self.store.setdefault("settings", dict(DEFAULT_SETTINGS))
+
+    def stats(self) -> dict[str, Any]:
+        return self.store.setdefault(
+            "stats", {"generate": 0, "refresh": 0, "auth_rate_limited": 0, "proxy_403": 0, "max_in_flight": {}}
+        )
+
+    def data(self, company_id: int) -> CompanyData:
+        return company_data(self.state.seed, self.state.scale, self.anchor, company_id)
+
+    def overrides(self) -> dict[int, list[tuple[datetime, dict[str, Any]]]]:
+        return self.store.setdefault("overrides", {})
+
+    def deleted(self) -> dict[tuple[str, int], datetime]:
+        return self.store.setdefault("deleted", {})
+
+    def _bump(self) -> None:
+        self.store["version"] = self.store.get("version", 0) + 1
+
+    def is_deleted(self, kind: str, item_id: int, now: datetime) -> bool:
+        when = self.deleted().get((kind, item_id))
+        return when is not None and when <= now
+
+    # ---- auth ---------------------------------------------------------------------------------
+
+    def _rate_limited(self, client: str, endpoint: str) -> Response | None:
+        """1 request per minute per client per endpoint. Time passes by the sandbox clock or by real
+        time, whichever moved more (a frozen clock does not hold the limit forever)."""
+        now, mono = self.state.now(), time.monotonic()
+        with self.lock:
+            calls = self.store.setdefault("auth_calls", {})
+            last = calls.get((client, endpoint))
+            if last is not None:
+                elapsed = max((now - last[0]).total_seconds(), mono - last[1])
+                if elapsed < AUTH_WINDOW:
+                    self.stats()["auth_rate_limited"] += 1
+                    wait = max(1, math.ceil(AUTH_WINDOW - elapsed))
+                    return JSONResponse({"error": "Rate limit exceeded", "retry_after": wait}, status_code=429,
+                                        headers={"Retry-After": str(wait)})
+            calls[(client, endpoint)] = (now, mono)
+            self.stats()[endpoint] += 1
+        return None
+
+    def _issue(self, company: Company, client: str) -> dict[str, str]:
+        now = self.state.now()
+        with self.lock:
+            serial = self.store["serial"] = self.store.get("serial", 0) + 1
+            common = {"sub": client, "company_id": company.id, "iat": int(now.timestamp())}
+            access = jwt.encode({**common, "type": "access", "exp": int((now + ACCESS_TTL).timestamp()),
+                                 "jti": f"a{serial}"}, self.key)
+            refresh = jwt.encode({**common, "type": "refresh", "exp": int((now + REFRESH_TTL).timestamp()),
+                                  "jti": f"r{serial}"}, self.key)
+            self.store.setdefault("live_refresh", {})[client] = f"r{serial}"  # rotation: older ones stop working
+        return {"access_token": access, "refresh_token": refresh}
+
+    async def generate(self, request: Request) -> Response:
+        try:
+            body = await request.json()
+            client, secret = body["client_id"], body["client_secret"]
+            if not isinstance(client, str) or not isinstance(secret, str):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            return _message(400, "client_id and client_secret are required")
+        limited = self._rate_limited(client, "generate")
+        if limited:
+            return limited
+        company = company_for_client(client)
+        if company is None or not hmac.compare_digest(secret, client_secret(company.id)):
+            return _message(401, "Invalid client credentials")
+        return JSONResponse(self._issue(company, client))
+
+    async def refresh(self, request: Request) -> Response:
+        token = _jwt_from_header(request)
+        if isinstance(token, Response):
+            return token
+        try:
+            claims = jwt.decode(token, self.key)
+        except jwt.InvalidToken as exc:
+            return _message(401, str(exc))
+        if claims.get("type") != "refresh":
+            return _message(401, "Invalid token type: a refresh token is required")
+        limited = self._rate_limited(str(claims.get("sub")), "refresh")
+        if limited:
+            return limited
+        if claims.get("exp", 0) <= self.state.now().timestamp():
+            return _message(401, "Refresh token has expired")
+        if self.store.get("live_refresh", {}).get(claims["sub"]) != claims.get("jti"):
+            return _message(401, "Refresh token is no longer valid (already used)")
+        company = COMPANIES[claims["company_id"]]
+        return JSONResponse(self._issue(company, claims["sub"]))
+
+    def authorize(self, request: Request) -> tuple[Company, str] | Response:
+        token = _jwt_from_header(request)
+        if isinstance(token, Response):
+            return token
+        try:
+            claims = jwt.decode(token, self.key)
+        except jwt.InvalidToken as exc:
+            return _message(401, str(exc))
+        if claims.get("type") != "access":
+            return _message(401, "Invalid token type: an access token is required")
+        if claims.get("exp", 0) <= self.state.now().timestamp():
+            return _message(401, "Signature has expired")
+        company = COMPANIES[claims["company_id"]]
+        asked = request.query_params.get("company_id")
+        if asked is not None and asked != str(company.id):
+            return _message(403, "You do not have permission to perform this action.")
+        return company, str(claims["sub"])
+
+    @contextmanager
+    def in_flight(self, client: str) -> Iterator[bool]:
+        """Concurrent requests of one client; beyond the limit the proxy answers an HTML 403."""
+        with self.lock:
+            counts = self.store.setdefault("in_flight", {})
+            n = counts.get(client, 0) + 1
+            peak = self.stats()["max_in_flight"]
+            peak[client] = max(peak.get(client, 0), n)
+            allowed = n <= int(self.settings()["max_concurrent_per_client"])
+            if allowed:
+                counts[client] = n
+            else:
+                self.stats()["proxy_403"] += 1
+        try:
+            yield allowed
+        finally:
+            if allowed:
+                with self.lock:
+                    counts[client] -= 1
+
+    # ---- inventory ----------------------------------------------------------------------------
+
+    def guarded(self, handler):
+        """Wrap a data endpoint: auth, proxy concurrency limit, latency, 400 on bad parameters."""
+
+        def endpoint(request: Request) -> Response:
+            who = self.authorize(request)
+            if isinstance(who, Response):
+                return who
+            company, client = who
+            with self.in_flight(client) as allowed:
+                if not allowed:
+                    return HTMLResponse(PROXY_403, status_code=403)
+                latency = float(self.settings()["latency_ms"])
+                if latency:
+                    time.sleep(latency / 1000)
+                try:
+                    return handler(request, company)
+                except BadParam as exc:
+                    return _message(400, str(exc))
+
+        return endpoint
+
+    def properties(self, request: Request, company: Company) -> Response:
+        now = self.state.now()
+        rows = [p for p in self.data(company.id).properties
+                if p.created_at <= now and not self.is_deleted("property", p.id, now)]
+        limit, page = _paging(request)
+        chunk = rows[(page - 1) * limit: page * limit]
+        return JSONResponse(_envelope([p.row for p in chunk], limit, page, len(rows)))
+
+    def property(self, request: Request, company: Company) -> Response:
+        now = self.state.now()
+        prop = self.data(company.id).property_index.get(request.path_params["property_id"])
+        if prop is None or prop.created_at > now or self.is_deleted("property", prop.id, now):
+            return _message(404, "Not found")
+        return JSONResponse(prop.row)
+
+    def reservations(self, request: Request, company: Company) -> Response:
+        now = self.state.now()
+        filters = _reservation_filters(request, company, now)
+        limit, page = _paging(request)
+        matches = self._matching_stays(company, filters, now)
+        chunk = matches[(page - 1) * limit: page * limit]
+        overrides = self.overrides()
+        rows = [render_stay(self.state.seed, s, now, overrides.get(s.id, [])) for s in chunk]
+        return JSONResponse(_envelope(rows, limit, page, len(matches)))
+
+    def _matching_stays(self, company: Company, filters: dict[str, Any], now: datetime) -> list[Stay]:
+        key = (company.id, tuple(sorted((k, str(v)) for k, v in filters.items())), now, self.store.get("version", 0))
+        with self.lock:
+            if key in self._matches:
+                self._matches.move_to_end(key)
+                return self._matches[key]
+        overrides = self.overrides()
+        properties = filters.pop("property_id", None)
+        found = []
+        for stay in self.data(company.id).stays:
+            if not stay.visible(now) or self.is_deleted("reservation", stay.id, now):
+                continue
+            if properties is not None and stay.property_id not in properties:
+                continue
+            values = {"checkin_date": stay.checkin, "checkout_date": stay.checkout, "created_at": stay.created_at,
+                      "updated_at": stay.updated_at(now)}
+            for when, changes in overrides.get(stay.id, ()):
+                if when <= now:
+                    values["updated_at"] = max(values["updated_at"], when)
+                    for name in DATE_FILTERS:
+                        if name in changes:
+                            values[name] = date.fromisoformat(changes[name])
+            if all(OPS[op](values[field], bound) for (field, op), bound in filters.items()):
+                found.append(stay)
+        with self.lock:
+            self._matches[key] = found
+            while len(self._matches) > 64:
+                self._matches.popitem(last=False)
+        return found
+
+    # ---- admin --------------------------------------------------------------------------------
+
+    async def admin_settings(self, request: Request) -> Response:
+        if request.method == "POST":
+            body = await request.json()
+            unknown = set(body) - set(DEFAULT_SETTINGS)
+            if unknown:
+                return JSONResponse({"error": f"unknown settings {sorted(unknown)}"}, status_code=400)
+            self.settings().update(body)
+        return JSONResponse(self.settings())
+
+    async def admin_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats())
+
+    async def admin_companies(self, request: Request) -> Response:
+        now = self.state.now()
+        out = []
+        for company in COMPANIES.values():
+            data = self.data(company.id)
+            out.append({
+                "id": company.id, "code": company.code, "timezone": company.timezone,
+                "properties": sum(p.created_at <= now for p in data.properties),
+                "reservations": sum(s.visible(now) for s in data.stays),
+            })
+        return JSONResponse(out)
+
+    def _find_stay(self, reservation_id: int) -> tuple[Company, Stay] | None:
+        company = COMPANIES.get(reservation_id // 10_000_000)
+        stay = self.data(company.id).stay_index.get(reservation_id) if company else None
+        return (company, stay) if stay else None
+
+    async def admin_reservation(self, request: Request) -> Response:
+        """GET: the reservation as the API would show it now (access code included: it is the truth).
+        POST {"set": {...}}: change it upstream now (bumps updated_at). DELETE: delete it upstream now."""
+        found = self._find_stay(request.path_params["reservation_id"])
+        if found is None:
+            return JSONResponse({"error": "no such reservation"}, status_code=404)
+        _, stay = found
+        now = self.state.now()
+        if request.method == "POST":
+            changes = (await request.json()).get("set") or {}
+            with self.lock:
+                self.overrides().setdefault(stay.id, []).append((now, dict(changes)))
+                self._bump()
+        elif request.method == "DELETE":
+            with self.lock:
+                self.deleted()[("reservation", stay.id)] = now
+                self._bump()
+            return JSONResponse({"deleted": stay.id, "at": format_datetime(now)})
+        return JSONResponse(render_stay(self.state.seed, stay, now, self.overrides().get(stay.id, [])))
+
+    async def admin_find_reservations(self, request: Request) -> Response:
+        """GET ?company_id=&checkout_date=YYYY-MM-DD[&limit=]: stays as the API shows them now (for tests)."""
+        try:
+            company = COMPANIES[int(request.query_params["company_id"])]
+            checkout = date.fromisoformat(request.query_params["checkout_date"])
+            limit = int(request.query_params.get("limit", 10))
+        except (KeyError, ValueError):
+            return JSONResponse({"error": "company_id and checkout_date are required"}, status_code=400)
+        now = self.state.now()
+        stays = [s for s in self.data(company.id).stays if s.visible(now) and s.checkout == checkout][:limit]
+        return JSONResponse([render_stay(self.state.seed, s, now, self.overrides().get(s.id, [])) for s in stays])
+
+    async def admin_property(self, request: Request) -> Response:
+        """DELETE: delete a property upstream now."""
+        pid = request.path_params["property_id"]
+        company = COMPANIES.get(pid // 100_000)
+        if company is None or pid not in self.data(company.id).property_index:
+            return JSONResponse({"error": "no such property"}, status_code=404)
+        now = self.state.now()
+        with self.lock:
+            self.deleted()[("property", pid)] = now
+            self._bump()
+        return JSONResponse({"deleted": pid, "at": format_datetime(now)})
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def _jwt_from_header(request: Request) -> str | Response:
+    header = request.headers.get("authorization", "")
+    if not header:
+        return _message(401, "Authentication credentials were not provided.")
+    scheme, _, token = header.strip().partition(" ")
+    if scheme != "JWT" or not token.strip():
+        return _message(401, "Invalid Authorization header: expected 'JWT <token>'.")
+    return token.strip()
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    try:
+        limit = int(request.query_params.get("limit", DEFAULT_LIMIT))
+        page = int(request.query_params.get("page", 1))
+    except ValueError:
+        raise BadParam("Invalid page or limit.") from None
+    if limit < 1 or page < 1:
+        raise BadParam("Invalid page or limit.")
+    return min(limit, MAX_LIMIT), page
+
+
+def _envelope(rows: list[dict[str, Any]], limit: int, page: int, total: int) -> dict[str, Any]:
+    return {"limit": limit, "page": page, "total_pages": max(1, math.ceil(total / limit)), "total_results": total,
+            "results": rows}
+
+
+def _reservation_filters(request: Request, company: Company, now: datetime) -> dict[Any, Any]:
+    """{(field, op): bound} plus "property_id": set. With no date filter at all, the API's default applies:
+    only stays with checkout_date >= today (in the company's time zone)."""
+    filters: dict[Any, Any] = {}
+    params = request.query_params
+    for name in (*DATE_FILTERS, *TIME_FILTERS):
+        for op in OPS:
+            raw = params.get(f"{name}_{op}")
+            if raw is None:
+                continue
+            try:
+                filters[(name, op)] = date.fromisoformat(raw) if name in DATE_FILTERS else parse_datetime(
+                    raw if "T" in raw else f"{raw}T00:00:00Z")
+            except ValueError:
+                raise BadParam(f"Invalid value for {name}_{op}: {raw!r}") from None
+    if not filters:
+        filters[("checkout_date", "ge")] = now.astimezone(company.zone).date()
+    ids = params.getlist("property_id") + params.getlist("property_id[]")
+    if ids:
+        try:
+            filters["property_id"] = {int(v) for raw in ids for v in raw.split(",") if v.strip()}
+        except ValueError:
+            raise BadParam("Invalid property_id.") from None
+    return filters
+
+
+def build_routes(emulation: BreezewayEmulation) -> list[BaseRoute]:
+    e = emulation
+    return [
+        Route("/public/auth/v1/", e.generate, methods=["POST"]),
+        Route("/public/auth/v1/refresh", e.refresh, methods=["POST"]),
+        Route(f"{INVENTORY}/property", e.guarded(e.properties), methods=["GET"]),
+        Route(f"{INVENTORY}/property/{{property_id:int}}", e.guarded(e.property), methods=["GET"]),
+        Route(f"{INVENTORY}/reservation", e.guarded(e.reservations), methods=["GET"]),
+    ]
+
+
+def build_admin_routes(emulation: BreezewayEmulation) -> list[BaseRoute]:
+    e = emulation
+    return [
+        Route("/settings", e.admin_settings, methods=["GET", "POST"]),
+        Route("/stats", e.admin_stats, methods=["GET"]),
+        Route("/companies", e.admin_companies, methods=["GET"]),
+        Route("/reservations", e.admin_find_reservations, methods=["GET"]),
+        Route("/reservations/{reservation_id:int}", e.admin_reservation, methods=["GET", "POST", "DELETE"]),
+        Route("/properties/{property_id:int}", e.admin_property, methods=["DELETE"]),
+    ]

@@ -1,0 +1,80 @@
+"""Loader throughput beside raw COPY of the same rows into the same server, in one run.
+
+    uv run --frozen python benchmarks/loader.py [--rows 1000000]
+
+Uses ADPIPELINE_WAREHOUSE_URL or the embedded warehouse (started if needed). Prints rows/s for:
+  raw COPY        psycopg COPY ... FROM STDIN straight into an empty table (the floor of any loader)
+  loader, new     adpipeline's load(): COPY into a temp table, key check, upsert (all rows new)
+  loader, same    the same batch again (every row compared, none rewritten)
+  loader, replace the same batch with replace_scope (delete-vanished + upsert)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date, timedelta
+from decimal import Decimal
+
+import psycopg
+
+from adpipeline.warehouse.embedded import warehouse_url
+from adpipeline.warehouse.loader import Table, load
+
+SCHEMA = "bench_loader"
+START = date(2026, 1, 1)
+
+
+def rows(n: int):
+    for i in range(n):
+        yield {"account_id": f"act_{i % 7}", "ad_id": str(100_000 + i // 365), "date": START + timedelta(days=i % 365),
+               "spend": Decimal(i % 10_000) / 100, "clicks": i % 97}
+
+
+def timed(label: str, n: int, fn) -> None:
+    started = time.perf_counter()
+    fn()
+    elapsed = time.perf_counter() - started
+    print(f"{label:18} {n:>10,} rows  {elapsed:7.2f} s  {n / elapsed:>10,.0f} rows/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    n = parser.parse_args().rows
+    url = warehouse_url()
+    table = Table(SCHEMA, "insights", {"account_id": "text", "ad_id": "text", "date": "date", "spend": "numeric(18,4)",
+                                       "clicks": "bigint"}, ("account_id", "ad_id", "date"), payload=False)
+    with psycopg.connect(url) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")
+        conn.execute(f"CREATE SCHEMA {SCHEMA}")
+        conn.execute(table.create_sql())
+        conn.execute(f"CREATE TABLE {SCHEMA}.raw_copy (account_id text, ad_id text, date date, spend numeric(18,4), clicks bigint)")
+        conn.commit()
+        print(f"server: {conn.info.host}:{conn.info.port}  postgres {conn.info.server_version}")
+
+        def raw_copy():
+            with conn.cursor() as cur, cur.copy(f"COPY {SCHEMA}.raw_copy (account_id, ad_id, date, spend, clicks) FROM STDIN") as copy:
+                copy.set_types(["text", "text", "date", "numeric", "int8"])
+                for r in rows(n):
+                    copy.write_row((r["account_id"], r["ad_id"], r["date"], r["spend"], r["clicks"]))
+            conn.commit()
+
+        def loader():
+            load(conn, table, rows(n))
+            conn.commit()
+
+        def loader_replace():
+            load(conn, table, rows(n), replace_scope={"date": (START, START + timedelta(days=364))})
+            conn.commit()
+
+        timed("raw COPY", n, raw_copy)
+        timed("loader, new", n, loader)
+        timed("loader, same", n, loader)
+        timed("loader, replace", n, loader_replace)
+        conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
+        conn.commit()
+
+
+if __name__ == "__main__":
+    main()

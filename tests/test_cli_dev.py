@@ -1,0 +1,53 @@
+"""`adpipeline dev` starts everything, serves the UI, and Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import psutil
+
+from adpipeline.warehouse.embedded import EmbeddedServer
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dev_serves_the_ui_and_ctrl_c_stops_everything(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
+    env["ADPIPELINE_HOME"] = str(tmp_path / "home")
+    proc = subprocess.Popen([sys.executable, "-m", "adpipeline.cli", "dev", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, info = time.monotonic() + 180, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2) as response:
+                    info = response.read().decode()
+                    break
+            except OSError:
+                time.sleep(1)
+        assert info and "dagster_webserver_version" in info, proc.stdout.read() if proc.poll() is not None else ""
+        descendants = psutil.Process(proc.pid).children(recursive=True)
+        assert any("dagster" in " ".join(p.cmdline()) for p in descendants)
+        assert EmbeddedServer(tmp_path / "home").running_port() is not None
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+        proc.wait(90)
+        output = proc.stdout.read()
+        assert proc.returncode == 0, output
+        time.sleep(1)
+        assert [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        assert EmbeddedServer(tmp_path / "home").running_port() is None  # it started the warehouse: stopped
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        EmbeddedServer(tmp_path / "home").stop()
