@@ -42,31 +42,34 @@ def lateness_of(last: datetime | None, now: datetime, cron: str, threshold: T.Th
 def test_quiet_hours_are_not_late():
     result = lateness_of(at(22, 0, day=22), at(3), HOURLY_QUIET, T.HOURLY_FEED_LATENESS)
     assert result.passed and result.metadata["lateness_hours"] == 0
+    # 06:30: the 06:00 run may still be running; the night does not count
+    morning = lateness_of(at(22, 0, day=22), at(6, 30), HOURLY_QUIET, T.HOURLY_FEED_LATENESS)
+    assert morning.passed and morning.metadata["lateness_hours"] == 1.5
 
 
 def test_last_success_at_six_is_late_at_eleven():
     result = lateness_of(at(6), at(11), HOURLY_QUIET, T.HOURLY_FEED_LATENESS)
-    assert result.severity == "WARN" and result.metadata["lateness_hours"] == 4.0  # due at 07:00
-    assert lateness_of(at(6), at(11) + S, HOURLY_QUIET, T.HOURLY_FEED_LATENESS).severity == "ERROR"
+    assert result.severity == "ERROR" and result.metadata["lateness_hours"] == 5.0
+    assert lateness_of(at(6), at(8), HOURLY_QUIET, T.HOURLY_FEED_LATENESS).passed
+    assert lateness_of(at(6), at(8) + S, HOURLY_QUIET, T.HOURLY_FEED_LATENESS).severity == "WARN"
 
 
 @pytest.mark.parametrize(
-    "threshold, cron, offsets",
+    "threshold, cron, ages",
     [
-        # (lateness, expected severity) around each limit; ticks every hour -> due 1 h after the last success
+        # (age of the last success, expected severity) around each limit, for cadences without quiet hours
         (T.HOURLY_FEED_LATENESS, "0 * * * *", [(timedelta(hours=2), None), (timedelta(hours=2) + S, "WARN"),
                                                 (timedelta(hours=4), "WARN"), (timedelta(hours=4) + S, "ERROR")]),
-        (T.DAILY_FEED_LATENESS, "0 * * * *", [(timedelta(hours=25), None), (timedelta(hours=25) + S, "ERROR")]),
-        (T.GA4_LATENESS, "0 * * * *", [(timedelta(hours=12), None), (timedelta(hours=12) + S, "WARN"),
-                                       (timedelta(hours=24), "WARN"), (timedelta(hours=24) + S, "ERROR")]),
+        (T.DAILY_FEED_LATENESS, "30 4 * * *", [(timedelta(hours=25), None), (timedelta(hours=25) + S, "ERROR")]),
+        (T.GA4_LATENESS, "0 */4 * * *", [(timedelta(hours=12), None), (timedelta(hours=12) + S, "WARN"),
+                                         (timedelta(hours=24), "WARN"), (timedelta(hours=24) + S, "ERROR")]),
     ],
 )
-def test_lateness_boundaries(threshold, cron, offsets):
-    last = at(5)
-    due = at(6)
-    for late, expected in offsets:
-        result = lateness_of(last, due + late, cron, threshold)
-        assert result.severity == expected, (threshold.signal, late, result.description)
+def test_lateness_boundaries(threshold, cron, ages):
+    last = at(4, 30)  # a tick of every cadence above
+    for age, expected in ages:
+        result = lateness_of(last, last + age, cron, threshold)
+        assert result.severity == expected, (threshold.signal, age, result.description)
 
 
 def test_the_worst_scope_decides_and_a_never_loaded_scope_is_an_error():

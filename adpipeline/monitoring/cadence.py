@@ -1,13 +1,18 @@
-"""Lateness measured against a cadence, not wall-clock age.
+"""Lateness measured against a cadence, not plain wall-clock age.
 
-A feed is late from the first scheduled tick after its last success: a feed scheduled 06:00-22:00
-that succeeded at 22:00 is not late at 03:00 (the next tick is 06:00), but one that last succeeded
-at 06:00 is 4 hours late at 11:00 (the 07:00 tick should have produced a success).
+Lateness is the age of the last success, except that a cadence's quiet hours do not count: the clock
+starts no earlier than one regular interval before the first tick that was due after that success.
+So for hourly 06:00-22:00 a success at 22:00 is not late at 03:00 (nothing was due) nor at 06:30 (the
+06:00 run may still be running: 1.5 h), while a success at 06:00 is 5 h late at 11:00. For cadences
+without quiet hours this is exactly the age of the last success, which is what the runbooks'
+thresholds (hourly WARN > 2 h / ERROR > 4 h, daily ERROR > 25 h) were written against.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import lru_cache
+from itertools import islice
 
 from dagster._utils.schedules import cron_string_iterator
 
@@ -20,9 +25,20 @@ def next_tick_after(moment: datetime, cron: str, timezone: str) -> datetime:
     raise ValueError(f"cron {cron!r} has no tick after {moment}")  # pragma: no cover - crons are infinite
 
 
+@lru_cache(maxsize=64)
+def regular_interval(cron: str, timezone: str) -> timedelta:
+    """The shortest spacing between ticks (over a week of ticks): the cadence's normal interval."""
+    start = datetime(2026, 1, 5).timestamp()  # any fixed Monday: keeps this deterministic
+    ticks = list(islice(cron_string_iterator(start, cron, timezone), 400))
+    return min(b - a for a, b in zip(ticks, ticks[1:]))
+
+
 def lateness(last_success: datetime | None, now: datetime, cron: str, timezone: str) -> timedelta | None:
-    """How late the feed is now (zero when on time); None when it never succeeded."""
+    """How late the feed is now (zero when nothing was due yet); None when it never succeeded."""
     if last_success is None:
         return None
     due = next_tick_after(last_success, cron, timezone)
-    return max(now - due, timedelta(0))
+    if due > now:
+        return timedelta(0)
+    started = max(last_success, due - regular_interval(cron, timezone))
+    return now - started

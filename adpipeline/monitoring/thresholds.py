@@ -47,13 +47,17 @@ HOURLY_FEED_LATENESS = Threshold("hourly_feed_lateness", "age", 2 * H, 4 * H, "A
 DAILY_FEED_LATENESS = Threshold("daily_feed_lateness", "age", None, 25 * H, "Breezeway runbook")
 GA4_LATENESS = Threshold("ga4_lateness", "age", 12 * H, 24 * H, "ADinsights")
 RUN_MAX_RUNTIME = Threshold("run_max_runtime", "age", None, 1 * H, "Breezeway runbook")
+DAEMON_HEARTBEAT_STALE = Threshold("daemon_heartbeat_stale", "age", None, 5 * timedelta(minutes=1), "lengolf incident")
+# a schedule/sensor is "not ticking" when its last tick is older than its due time by more than this
+INSTIGATOR_TICK_GRACE = Threshold("instigator_tick_grace", "age", None, 10 * timedelta(minutes=1), "lengolf incident")
 GA4_QUOTA_HEADROOM = Threshold("ga4_quota_headroom", "ratio_left", 0.20, None, "GA4 quota docs")
 
 # A refresh attempt that failed while the token is still valid is a WARN with no numeric limit.
 REFRESH_FAILED_SEVERITY = "WARN"
 
 ALL = {t.signal: t for t in [META_TOKEN_LIFETIME, META_DATA_ACCESS, TOKEN_REFRESH_JOB_GAP, HOURLY_FEED_LATENESS,
-                             DAILY_FEED_LATENESS, GA4_LATENESS, RUN_MAX_RUNTIME, GA4_QUOTA_HEADROOM]}
+                             DAILY_FEED_LATENESS, GA4_LATENESS, RUN_MAX_RUNTIME, GA4_QUOTA_HEADROOM,
+                             DAEMON_HEARTBEAT_STALE, INSTIGATOR_TICK_GRACE]}
 ALERT_SEVERITY = {"ERROR": "critical", "WARN": "warning", "RESOLVED": "info"}
 
 

@@ -1,0 +1,151 @@
+"""What neither Dagster nor its daemon tells about themselves: used by the watchdog sensor (inside the
+daemon) and by `adpipeline doctor` (outside it, the dead-man's switch).
+
+Findings: a schedule or sensor of this code location stopped or not ticking when due, a daemon whose
+heartbeat is stale, a run past its max runtime, and a summary of the latest check results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+import dagster as dg
+from dagster._core.definitions.selector import InstigatorSelector
+from dagster._core.scheduler.instigation import InstigatorStatus
+from dagster._utils.schedules import cron_string_iterator
+
+from adpipeline.monitoring import thresholds as T
+
+LOCATION = "adpipeline"
+REPOSITORY = "__repository__"
+CRITICAL, WARNING, OK = "CRITICAL", "WARNING", "OK"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str  # CRITICAL | WARNING | OK
+    kind: str  # daemon | schedule | sensor | run | check
+    subject: str
+    message: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Instigator:
+    name: str
+    kind: str  # schedule | sensor
+    running_by_default: bool
+    cron: str | None = None
+    timezone: str | None = None
+    interval_s: int | None = None
+
+
+def expected_instigators(defs: dg.Definitions) -> list[Instigator]:
+    found = []
+    for schedule in defs.schedules or []:
+        found.append(Instigator(schedule.name, "schedule", schedule.default_status == dg.DefaultScheduleStatus.RUNNING,
+                                cron=schedule.cron_schedule, timezone=schedule.execution_timezone or "UTC"))
+    for sensor in defs.sensors or []:
+        found.append(Instigator(sensor.name, "sensor", sensor.default_status == dg.DefaultSensorStatus.RUNNING,
+                                interval_s=sensor.minimum_interval_seconds or 30))
+    return found
+
+
+def _last_due(inst: Instigator, now: datetime) -> datetime:
+    """When the instigator last had to tick."""
+    if inst.kind == "sensor":
+        return now - timedelta(seconds=inst.interval_s or 30)
+    tick = next(cron_string_iterator(now.timestamp(), inst.cron, inst.timezone, ascending=False))
+    return tick if tick <= now else next(cron_string_iterator(tick.timestamp() - 1, inst.cron, inst.timezone, ascending=False))
+
+
+def instigator_findings(instance: dg.DagsterInstance, expected: Sequence[Instigator], now: datetime) -> list[Finding]:
+    """Stopped (critical), not ticking when due (critical), or not ticked yet (a warning: a fresh
+    deployment has not ticked; a daemon that never runs shows up in the heartbeat findings)."""
+    states = {s.name: s for s in instance.all_instigator_state()}
+    grace = T.INSTIGATOR_TICK_GRACE.error
+    findings = []
+    for inst in expected:
+        state = states.get(inst.name)
+        status = state.status if state else None
+        running = status == InstigatorStatus.RUNNING or (
+            status in (None, InstigatorStatus.DECLARED_IN_CODE) and inst.running_by_default)
+        if not running:
+            findings.append(Finding(CRITICAL, inst.kind, inst.name, f"{inst.kind} '{inst.name}' is stopped: nothing it "
+                                    "drives will run until it is started again"))
+            continue
+        selector_id = state.selector_id if state else InstigatorSelector(LOCATION, REPOSITORY, inst.name).get_id()
+        origin_id = state.instigator_origin_id if state else ""
+        ticks = instance.get_ticks(origin_id, selector_id, limit=1)
+        last_tick = datetime.fromtimestamp(ticks[0].timestamp, timezone.utc) if ticks else None
+        due = _last_due(inst, now)
+        if last_tick is None:
+            findings.append(Finding(WARNING, inst.kind, inst.name, f"{inst.kind} '{inst.name}' has not ticked yet"))
+            continue
+        if due - last_tick > grace:
+            findings.append(Finding(CRITICAL, inst.kind, inst.name, f"{inst.kind} '{inst.name}' has not ticked since "
+                                    f"{last_tick:%Y-%m-%d %H:%M} UTC (due {due:%Y-%m-%d %H:%M %Z})"))
+        else:
+            findings.append(Finding(OK, inst.kind, inst.name, f"last tick {last_tick:%Y-%m-%d %H:%M} UTC"))
+    return findings
+
+
+def daemon_findings(instance: dg.DagsterInstance, now: datetime) -> list[Finding]:
+    """Stale or missing heartbeats of the daemons this instance needs."""
+    heartbeats = instance.get_daemon_heartbeats()
+    limit = T.DAEMON_HEARTBEAT_STALE.error
+    findings = []
+    for daemon_type in instance.get_required_daemon_types():
+        beat = heartbeats.get(daemon_type)
+        if beat is None:
+            findings.append(Finding(CRITICAL, "daemon", daemon_type, f"{daemon_type} has never sent a heartbeat: "
+                                    "is `dagster-daemon run` running?"))
+            continue
+        at = datetime.fromtimestamp(beat.timestamp, timezone.utc)
+        age = now - at
+        if age > limit:
+            findings.append(Finding(CRITICAL, "daemon", daemon_type, f"{daemon_type} heartbeat is {age // timedelta(seconds=1)} s "
+                                    f"old (limit {limit // timedelta(seconds=1)} s): the daemon is down or stuck"))
+        else:
+            findings.append(Finding(OK, "daemon", daemon_type, f"heartbeat {age // timedelta(seconds=1)} s ago"))
+    return findings
+
+
+def stuck_run_findings(instance: dg.DagsterInstance, now: datetime,
+                       max_runtime: timedelta | None = None) -> list[Finding]:
+    limit = max_runtime or T.RUN_MAX_RUNTIME.error
+    findings = []
+    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=200)
+    for record in records:
+        started = record.start_time
+        if started is None:
+            continue
+        age = now - datetime.fromtimestamp(started, timezone.utc)
+        if age > limit:
+            run = record.dagster_run
+            findings.append(Finding(CRITICAL, "run", run.run_id, f"run {run.run_id[:8]} ({run.job_name}) has been running "
+                                    f"for {age // timedelta(minutes=1)} min (max {limit // timedelta(minutes=1)} min)"))
+    return findings
+
+
+def check_findings(instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey]) -> list[Finding]:
+    """The latest evaluation of every check: ERROR failures are critical, WARN failures warnings."""
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    findings = []
+    for key, record in sorted(latest.items(), key=lambda kv: kv[0].to_user_string()):
+        evaluation = record.evaluation
+        if evaluation is None:
+            continue
+        subject = key.to_user_string()
+        summary = evaluation.metadata.get("summary")
+        text = summary.value if summary is not None else evaluation.description or ""
+        if evaluation.passed:
+            findings.append(Finding(OK, "check", subject, text or "passed"))
+        else:
+            severity = CRITICAL if evaluation.severity == dg.AssetCheckSeverity.ERROR else WARNING
+            findings.append(Finding(severity, "check", subject, text or "failed"))
+    return findings
