@@ -112,6 +112,12 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(port=args.port)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from adpipeline.monitoring.doctor import run_doctor
+
+    return run_doctor(as_json=args.json)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from adpipeline.sandbox.server import run
 
@@ -136,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_arguments(sandbox)
     sandbox.set_defaults(func=cmd_sandbox)
+
+    doctor = sub.add_parser("doctor", help="daemon heartbeats, schedules/sensors, stuck runs, latest checks; "
+                                           "exit 2 on a critical finding (for cron, liveness probes, CI)")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(func=cmd_doctor)
 
     warehouse = sub.add_parser("warehouse", help="the Postgres warehouse")
     warehouse.add_argument("action", choices=["url", "migrate", "stop"],

@@ -78,7 +78,8 @@ def instigator_findings(instance: dg.DagsterInstance, expected: Sequence[Instiga
             findings.append(Finding(CRITICAL, inst.kind, inst.name, f"{inst.kind} '{inst.name}' is stopped: nothing it "
                                     "drives will run until it is started again"))
             continue
-        selector_id = state.selector_id if state else InstigatorSelector(LOCATION, REPOSITORY, inst.name).get_id()
+        selector_id = state.selector_id if state else InstigatorSelector(location_name=LOCATION, repository_name=REPOSITORY,
+                                                                       name=inst.name).get_id()
         origin_id = state.instigator_origin_id if state else ""
         ticks = instance.get_ticks(origin_id, selector_id, limit=1)
         last_tick = datetime.fromtimestamp(ticks[0].timestamp, timezone.utc) if ticks else None

@@ -5,7 +5,6 @@ sensors never see non-blocking check failures (dagster #29896), so `check_alerts
 ASSET_CHECK_EVALUATION events of every run (a cursor over the event log) and raises or resolves alerts.
 """
 
-from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -27,7 +26,9 @@ def check_alert_sensor() -> dg.SensorDefinition:
                            "and resolves it when the check passes again; deduplicated per check and partition.")
     def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
         cursor = int(context.cursor) if context.cursor else 0
-        records = context.instance.get_event_records(
+        # The storage-level query: the instance-level wrapper is deprecated and Dagster offers no
+        # fetch_* equivalent for check evaluations.
+        records = context.instance.event_log_storage.get_event_records(
             dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor),
             limit=CHECK_ALERT_BATCH, ascending=True,
         )

@@ -1,0 +1,49 @@
+"""Monitoring slice: the checks-only job and its schedule, the alerting sensors, the watchdog, retention.
+
+It is built from the source slices' Definitions because it watches them: the checks-only job selects
+their standalone lateness/token/all-scopes checks, and the watchdog expects their schedules and sensors.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from adpipeline.config import SourcesConfig
+from adpipeline.monitoring.health import expected_instigators
+from adpipeline.monitoring.retention import purge_ops_history_job
+from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, watchdog_sensor
+
+# Checks re-evaluated every 15 minutes even when nothing materializes: a stopped pipeline turns red by itself.
+MONITORING_CHECK_PREFIXES = ("lateness", "token_", "all_scopes_loaded")
+CHECKS_CRON = "*/15 * * * *"
+PURGE_CRON = "45 3 * * *"
+
+
+def monitoring_check_keys(sources: dg.Definitions) -> list[dg.AssetCheckKey]:
+    keys = sources.resolve_asset_graph().asset_check_keys
+    return sorted((k for k in keys if k.name.startswith(MONITORING_CHECK_PREFIXES)), key=lambda k: k.to_user_string())
+
+
+def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions:
+    tz = config.reporting_timezone
+    jobs: list = [purge_ops_history_job]
+    schedules = [dg.ScheduleDefinition(name="purge_ops_history", job=purge_ops_history_job, cron_schedule=PURGE_CRON,
+                                       execution_timezone=tz, default_status=dg.DefaultScheduleStatus.RUNNING,
+                                       description="Daily retention of ops.etl_sync_log and ops.alerts.")]
+    check_keys = monitoring_check_keys(sources)
+    if check_keys:
+        checks_job = dg.define_asset_job(
+            "monitoring_checks_job", selection=dg.AssetSelection.checks(*check_keys),
+            description="Re-evaluates lateness, token and all-scopes-loaded checks without materializing anything.",
+        )
+        jobs.append(checks_job)
+        schedules.append(dg.ScheduleDefinition(
+            name="monitoring_checks", job=checks_job, cron_schedule=CHECKS_CRON, execution_timezone=tz,
+            default_status=dg.DefaultScheduleStatus.RUNNING,
+            description="Every 15 minutes: lateness and token checks turn red even when nothing runs.",
+        ))
+    alerting = [check_alert_sensor(), run_failure_alert_sensor()]
+    own = dg.Definitions(jobs=jobs, schedules=schedules, sensors=alerting)
+    expected = expected_instigators(dg.Definitions.merge(sources, own))
+    watchdog = watchdog_sensor(expected)
+    return dg.Definitions.merge(own, dg.Definitions(sensors=[watchdog]))

@@ -1,0 +1,33 @@
+"""Purge old rows of the ops tables (Dagster's own ticks/events: `retention` in dagster.yaml)."""
+
+
+import dagster as dg
+
+from adpipeline.warehouse.resource import WarehouseResource
+
+SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest success and latest attempt
+RESOLVED_ALERT_DAYS = 90
+
+
+@dg.op(description="Delete sync-log rows older than 180 days (keeping each scope's latest success and latest "
+                   "attempt) and alerts resolved more than 90 days ago.")
+def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
+    with warehouse.connection() as conn:
+        sync_rows = conn.execute(
+            "DELETE FROM ops.etl_sync_log l WHERE started_at < now() - make_interval(days => %s)"
+            " AND status <> 'running'"
+            " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
+            "                ORDER BY source, scope, entity, started_at DESC)"
+            " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
+            "                WHERE status = 'success' ORDER BY source, scope, entity, started_at DESC)",
+            (SYNC_LOG_DAYS,),
+        ).rowcount
+        alert_rows = conn.execute(
+            "DELETE FROM ops.alerts WHERE resolved_at < now() - make_interval(days => %s)", (RESOLVED_ALERT_DAYS,)
+        ).rowcount
+    context.log.info(f"purged {sync_rows} sync-log row(s) and {alert_rows} resolved alert(s)")
+
+
+@dg.job(description="Retention for the ops tables.")
+def purge_ops_history_job() -> None:
+    purge_ops_history()

@@ -1,0 +1,178 @@
+"""Operations on a real Dagster instance (dagster-postgres on the embedded server): the watchdog and
+`doctor` see a stopped schedule and a stale daemon; check results become alerts and resolve."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.definitions.freshness import CronFreshnessPolicy, TimeWindowFreshnessPolicy
+from dagster._daemon.types import DaemonHeartbeat
+
+from adpipeline.monitoring.doctor import collect
+from adpipeline.monitoring.freshness import policy_for
+from adpipeline.monitoring.health import CRITICAL
+from adpipeline.monitoring.sensors import check_alert_sensor, watchdog_sensor
+from adpipeline.monitoring.health import expected_instigators
+from adpipeline.stack import prepare_dagster_home
+from adpipeline.warehouse.resource import WarehouseResource
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dagster_env(warehouse_url, tmp_path_factory):
+    """A fresh Dagster instance: its own database on the session's Postgres server."""
+    name = f"dagster_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    storage = "postgresql+psycopg2://" + warehouse_url.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}"
+    home = tmp_path_factory.mktemp("dagster_home")
+    prepare_dagster_home(home)
+    saved = {k: os.environ.get(k) for k in ("DAGSTER_HOME", "ADPIPELINE_DAGSTER_PG_URL")}
+    os.environ.update({"DAGSTER_HOME": str(home), "ADPIPELINE_DAGSTER_PG_URL": storage})
+    yield {"DAGSTER_HOME": str(home), "ADPIPELINE_DAGSTER_PG_URL": storage}
+    for key, value in saved.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture
+def instance(dagster_env):
+    with dg.DagsterInstance.get() as inst:
+        yield inst
+
+
+@pytest.fixture(scope="module")
+def defs():
+    from adpipeline.definitions import defs as loaded
+
+    return loaded
+
+
+def remote_repository(instance):
+    origin = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(module_name="adpipeline.definitions", attribute="defs",
+                                                    working_directory=str(PROJECT), executable_path=sys.executable),
+        location_name="adpipeline",
+    )
+    location = origin.create_location(instance)
+    return location, location.get_repository("__repository__")
+
+
+def beat_all(instance, age: timedelta = timedelta(0), stale: str | None = None) -> None:
+    now = time.time()
+    for daemon_type in instance.get_required_daemon_types():
+        at = now - (600 if daemon_type == stale else age.total_seconds())
+        instance.add_daemon_heartbeat(DaemonHeartbeat(timestamp=at, daemon_type=daemon_type, daemon_id="test", errors=[]))
+
+
+def test_a_stopped_schedule_is_reported_by_the_watchdog_and_doctor(instance, defs, conn, dagster_env, warehouse_url):
+    location, repo = remote_repository(instance)
+    schedule = repo.get_schedule("purge_ops_history")
+    instance.stop_schedule(schedule.get_remote_origin_id(), schedule.selector_id, schedule)
+    try:
+        findings = collect(instance, defs)
+        stopped = [f for f in findings if f.kind == "schedule" and f.subject == "purge_ops_history"]
+        assert stopped and stopped[0].severity == CRITICAL and "stopped" in stopped[0].message
+
+        sensor = watchdog_sensor(expected_instigators(defs))
+        with dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource()}) as context:
+            sensor(context)
+            sensor(context)  # deduplicated: still one open alert
+        rows = conn.execute("SELECT severity, title FROM ops.alerts WHERE dedupe_key = 'watchdog:schedule:purge_ops_history'"
+                            " AND resolved_at IS NULL").fetchall()
+        assert rows == [("critical", "schedule 'purge_ops_history' is stopped: nothing it drives will run until it is "
+                                     "started again")]
+
+        beat_all(instance)
+        env = {**os.environ, **dagster_env, "ADPIPELINE_WAREHOUSE_URL": warehouse_url}
+        cli = subprocess.run([sys.executable, "-m", "adpipeline.cli", "doctor"], env=env, capture_output=True, text=True,
+                             cwd=PROJECT, timeout=120)
+        assert cli.returncode == 2, cli.stdout + cli.stderr
+        assert "CRITICAL" in cli.stdout and "purge_ops_history" in cli.stdout
+    finally:
+        instance.start_schedule(schedule)
+        location.cleanup()
+    assert not [f for f in collect(instance, defs) if f.subject == "purge_ops_history" and f.severity == CRITICAL]
+
+
+def test_a_stale_daemon_heartbeat_makes_doctor_critical(instance, defs):
+    beat_all(instance)
+    assert not [f for f in collect(instance, defs) if f.kind == "daemon" and f.severity == CRITICAL]
+    beat_all(instance, stale="SCHEDULER")
+    stale = [f for f in collect(instance, defs) if f.kind == "daemon" and f.severity == CRITICAL]
+    assert [f.subject for f in stale] == ["SCHEDULER"] and "down or stuck" in stale[0].message
+
+
+def test_doctor_exits_3_when_the_instance_is_unreachable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
+    env["ADPIPELINE_HOME"] = str(tmp_path / "nothing-here")
+    cli = subprocess.run([sys.executable, "-m", "adpipeline.cli", "doctor", "--json"], env=env, capture_output=True,
+                         text=True, cwd=PROJECT, timeout=120)
+    assert cli.returncode == 3 and '"critical": 1' in cli.stdout
+
+
+@dg.asset(key=["t_mon", "feed"])
+def feed() -> None:
+    """A stand-in asset."""
+
+
+def test_check_results_raise_and_resolve_alerts(instance, conn):
+    conn.execute("DELETE FROM ops.alerts WHERE asset_key = 't_mon/feed'")
+    conn.commit()
+    outcome = {"passed": False}
+
+    @dg.asset_check(asset=feed, name="t_signal")
+    def signal() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=outcome["passed"], severity=dg.AssetCheckSeverity.ERROR,
+                                   metadata={"summary": "feed is 5 h late"})
+
+    sensor = check_alert_sensor()
+    with dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource()}) as context:
+        sensor(context)  # catch up with earlier events
+        dg.materialize([feed, signal], instance=instance)
+        sensor(context)
+        assert conn.execute("SELECT severity, message FROM ops.alerts WHERE asset_key = 't_mon/feed'"
+                            " AND resolved_at IS NULL").fetchall() == [("critical", "feed is 5 h late")]
+        outcome["passed"] = True
+        dg.materialize([feed, signal], instance=instance)
+        sensor(context)
+    rows = conn.execute("SELECT severity, resolved_at IS NOT NULL FROM ops.alerts WHERE asset_key = 't_mon/feed'"
+                        " ORDER BY id").fetchall()
+    assert rows == [("critical", True), ("info", True)]
+
+
+def test_every_asset_has_the_freshness_policy_its_cadence_calls_for(defs):
+    from adpipeline.config import get_config
+
+    config = get_config()
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        if not node.is_materializable:
+            continue
+        policy = node.freshness_policy
+        assert policy is not None, key
+        group = node.group_name
+        if group == "meta" and key.to_user_string() != "meta/access_token":
+            assert isinstance(policy, CronFreshnessPolicy), key  # quiet hours 22:00-06:00
+        else:
+            assert isinstance(policy, TimeWindowFreshnessPolicy), key
+
+
+def test_quiet_hours_policy_never_alarms_at_night():
+    spec = dg.AssetSpec(["meta", "ads_insights"], group_name="meta")
+    from adpipeline.config import get_config
+
+    policy = policy_for(spec, get_config())
+    assert policy.deadline_cron == "0 10,14,18,22 * * *" and policy.timezone == "America/Jamaica"
