@@ -25,6 +25,15 @@ def warehouse_home() -> Iterator[Path]:
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.fixture
+def server_home() -> Iterator[Path]:
+    """A folder for a test's own Postgres server. Not under pytest's basetemp: the server runs as another
+    OS user and needs o+x on the parents, which a concurrent pytest session resets to 0700."""
+    home = Path(tempfile.mkdtemp(prefix="adpipeline-test-server-"))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def warehouse_url(warehouse_home: Path) -> Iterator[str]:
     """The session's warehouse: ADPIPELINE_TEST_WAREHOUSE_URL if given, else a fresh embedded server."""

@@ -21,7 +21,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_dev_serves_the_ui_and_ctrl_c_stops_everything(tmp_path):
+def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
+    tmp_path = server_home
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
     env["ADPIPELINE_HOME"] = str(tmp_path / "home")

@@ -32,8 +32,8 @@ def _start_after_barrier(home: str, barrier, results) -> None:
 
 
 @pytest.fixture
-def server(tmp_path):
-    server = EmbeddedServer(tmp_path / "home")
+def server(server_home):
+    server = EmbeddedServer(server_home / "home")
     yield server
     server.stop()
     for proc in postmasters(server.pgdata):  # never leave a server behind, even if a test failed

@@ -326,3 +326,15 @@ def test_redaction_patterns() -> None:
     assert redact("{'Authorization': 'JWT abc.def'}") == "{'Authorization': 'JWT ***'}"
     assert redact("token eyJhbGciOiJSUzI1NiJ9.eyJpc3MiOiJ4In0.c2ln here") == "token *** here"
     assert redact("next=https%3A%2F%2Fg%3Faccess_token%3DXYZ%26after%3D1") == "next=https%3A%2F%2Fg%3Faccess_token%3D***%26after%3D1"
+    # reprs: secrets masked, harmless look-alikes kept
+    assert redact("Token(access_token='abc', refresh_token=None, tz=ZoneInfo(key='UTC'))") == (
+        "Token(access_token='***', refresh_token=None, tz=ZoneInfo(key='UTC'))"
+    )
+    assert redact("HTTP 400, code 190/463: Session has expired") == "HTTP 400, code 190/463: Session has expired"
+
+
+def test_a_source_rule_that_trips_on_a_non_json_body_falls_back_to_the_status(sandbox: SandboxProcess, fake_time: FakeTime) -> None:
+    sandbox.admin.add_faults([{"path": ITEMS, "status": 400, "body": "<html>proxy</html>", "content_type": "text/html"}])
+    client = make_client(sandbox, fake_time, cls=UsageAwareClient)  # its classify calls response.json()
+    with pytest.raises(BadRequestError, match=r"HTTP 400: HTML page"):
+        client.get_json(ITEMS, scope="act_9")

@@ -13,6 +13,7 @@ from adpipeline.sandbox import DEFAULT_CLOCK_START
 from adpipeline.sandbox.testing import SandboxProcess
 
 ITEMS = "/_selftest/items"
+SELFTEST_ONLY = ["adpipeline.sandbox._selftest"]  # extra processes here need no API emulation
 
 
 def get(sandbox: SandboxProcess, path: str, **params: object) -> requests.Response:
@@ -198,13 +199,16 @@ def test_reset_restores_clock_counters_and_faults(sandbox: SandboxProcess) -> No
 def test_seed_determines_data_and_scale_row_counts(sandbox: SandboxProcess) -> None:
     same = get(sandbox, ITEMS, limit=50).json()
     assert get(sandbox, ITEMS, limit=50).json() == same
-    with SandboxProcess(seed=42) as again, SandboxProcess(seed=7, scale=2.0) as other:
+    with (
+        SandboxProcess(seed=42, emulations=SELFTEST_ONLY) as again,
+        SandboxProcess(seed=7, scale=2.0, emulations=SELFTEST_ONLY) as other,
+    ):
         assert get(again, ITEMS, limit=50).json() == same
         different = get(other, ITEMS, limit=50).json()
         assert [r["value"] for r in different["results"]] != [r["value"] for r in same["results"]]
         assert same["total_results"] == 250 and different["total_results"] == 500
         assert get(other, "/_selftest/cursor").json()["data"] != get(again, "/_selftest/cursor").json()["data"]
-    with SandboxProcess(scale=0.1) as small:
+    with SandboxProcess(scale=0.1, emulations=SELFTEST_ONLY) as small:
         body = get(small, ITEMS, limit=100).json()
         assert body["total_results"] == 25 and len(body["results"]) == 25 and body["total_pages"] == 1
 
@@ -220,7 +224,7 @@ def test_faults_file_and_clock_given_at_start(tmp_path: Path) -> None:
         "    status: 418\n"
         "    body: teapot\n"
     )
-    with SandboxProcess(faults_file=faults, clock="2026-01-01T00:00:00Z") as sb:
+    with SandboxProcess(faults_file=faults, clock="2026-01-01T00:00:00Z", emulations=SELFTEST_ONLY) as sb:
         assert [get(sb, ITEMS).status_code for _ in range(4)] == [503, 503, 418, 200]
         assert sb.admin.now() == datetime(2026, 1, 1, tzinfo=timezone.utc)
         sb.admin.reset()  # back to the start state: the file's script again
@@ -231,13 +235,23 @@ def test_bad_faults_file_fails_startup_with_a_message(tmp_path: Path) -> None:
     faults = tmp_path / "faults.json"
     faults.write_text('[{"path": "/x", "status": 2000}]')
     with pytest.raises(RuntimeError, match="status must be an HTTP status code"):
-        SandboxProcess(faults_file=faults, startup_timeout=20).start()
+        SandboxProcess(faults_file=faults, emulations=SELFTEST_ONLY, startup_timeout=20).start()
 
 
 def test_stop_terminates_the_process() -> None:
-    process = SandboxProcess().start()
+    process = SandboxProcess(emulations=SELFTEST_ONLY).start()
     url = process.base_url
     process.stop()
     assert not process.running
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "/_admin/health", timeout=2)
+
+
+def test_only_the_api_emulations_may_be_missing() -> None:
+    from adpipeline.sandbox.app import load_emulations
+
+    assert [m.PREFIX for m in load_emulations(SELFTEST_ONLY)] == ["/_selftest"]
+    with pytest.raises(ModuleNotFoundError):
+        load_emulations(["adpipeline.sandbox.does_not_exist"])
+    with pytest.raises(ValueError, match="not a sandbox emulation"):
+        load_emulations(["adpipeline.sandbox.state"])

@@ -291,11 +291,17 @@ class ApiClient:
                     headers=current.headers,
                     timeout=self.timeout,
                 )
-                error = self.classify(response)
-                if error is None and parse_json:
-                    payload, error = _decode_json(response)
             except requests.RequestException as exc:
                 error = _transport_error(exc, self.timeout)
+            else:
+                try:
+                    error = self.classify(response)
+                except ValueError:  # a source rule read a body that is not JSON: fall back to the status
+                    error = ApiClient.classify(self, response) or ApiError(
+                        ErrorKind.BAD_PAYLOAD, "unreadable response body", status=response.status_code
+                    )
+                if error is None and parse_json:
+                    payload, error = _decode_json(response)
             elapsed = time.perf_counter() - t0
             shown_url = redact(response.url if response is not None else _full_url(url, current.params))
             self.log.debug(
@@ -443,6 +449,8 @@ def _register_secrets(spec: RequestSpec) -> None:
 
 
 def _decode_json(response: requests.Response) -> tuple[Any, ApiError | None]:
+    if response.status_code == 204:
+        return None, None
     try:
         return response.json(), None
     except ValueError:

@@ -31,6 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="let the clock advance with real time (default: frozen until moved via /_admin/clock)",
     )
+    parser.add_argument(
+        "--emulation",
+        action="append",
+        default=None,
+        metavar="MODULE",
+        help="emulation module to mount (repeatable; default: _selftest plus meta, breezeway, ga4)",
+    )
     parser.add_argument("--faults", type=Path, default=None, help="YAML/JSON fault script applied at start")
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     parser.add_argument(
@@ -48,13 +55,16 @@ def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
         clock_start, running = datetime.now(timezone.utc), True
     elif args.clock:
         clock_start = parse_datetime(args.clock)
-    return SandboxSettings(
+    settings = SandboxSettings(
         seed=args.seed,
         scale=args.scale,
         clock_start=clock_start,
         clock_running=running,
         faults_file=args.faults,
     )
+    if getattr(args, "emulation", None):
+        settings.emulations = list(args.emulation)
+    return settings
 
 
 class _Server(uvicorn.Server):

@@ -103,6 +103,7 @@ class SandboxProcess:
         clock: datetime | str | None = None,
         faults_file: Path | str | None = None,
         host: str = "127.0.0.1",
+        emulations: list[str] | None = None,
         extra_args: list[str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
@@ -111,6 +112,8 @@ class SandboxProcess:
             self.args += ["--clock", clock if isinstance(clock, str) else format_datetime(clock)]
         if faults_file is not None:
             self.args += ["--faults", str(faults_file)]
+        for module in emulations or []:
+            self.args += ["--emulation", module]
         self.args += list(extra_args or [])
         self.startup_timeout = startup_timeout
         self.output: deque[str] = deque(maxlen=500)  # the child's stdout+stderr, for failure messages
