@@ -91,12 +91,10 @@ def _collect(result: dg.ExecuteInProcessResult, keys, partition, summary) -> Non
             if name.startswith("rows_") and isinstance(value.value, int):
                 entry.rows[name.removeprefix("rows_")] += value.value
     for evaluation in result.get_asset_check_evaluations():
+        # the latest evaluation wins: a multi-scope check run after the first partition says "never loaded"
+        # for scopes that later runs load
         entry = summary[evaluation.asset_key.to_user_string()]
-        verdict = "PASSED" if evaluation.passed else evaluation.severity.value
-        previous = entry.checks.get(evaluation.check_name)
-        # a check evaluated for several partitions reports its worst result
-        if previous is None or ["PASSED", "WARN", "ERROR"].index(verdict) > ["PASSED", "WARN", "ERROR"].index(previous):
-            entry.checks[evaluation.check_name] = verdict
+        entry.checks[evaluation.check_name] = "PASSED" if evaluation.passed else evaluation.severity.value
 
 
 def render(summary: dict[str, AssetSummary]) -> str:

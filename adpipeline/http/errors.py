@@ -103,7 +103,7 @@ class ApiError(Exception):
             ids.append(f"HTTP {self.status}")
         if self.code is not None:
             ids.append(f"code {self.code}" + (f"/{self.subcode}" if self.subcode is not None else ""))
-        details = ": ".join(p for p in (", ".join(ids), self.message[:300]) if p)
+        details = ": ".join(p for p in (", ".join(ids), self.message[:1000]) if p)
         what = _WHAT[self.kind]
         if self.method and self.url:
             what += f" on {self.method} {self.url}"

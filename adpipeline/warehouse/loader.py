@@ -8,14 +8,17 @@ makes the data and the sync-log row land together or not at all.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PAYLOAD = "payload"
 LOADED_AT = "loaded_at"
@@ -87,7 +90,7 @@ Scope = Mapping[str, Any]  # column -> value, or column -> (low, high) inclusive
 def load(
     conn: psycopg.Connection,
     table: Table,
-    rows: Iterable[Mapping[str, Any]] | pd.DataFrame | Iterable[pd.DataFrame],
+    rows: Iterable[Mapping[str, Any]] | pd.DataFrame | Iterable[pd.DataFrame],  # noqa: F821
     *,
     replace_scope: Scope | None = None,
 ) -> LoadResult:
@@ -142,10 +145,14 @@ def _copy_type(pg_type: str) -> str:
 
 def _tuples(rows, cols: list[str]) -> Iterator[tuple]:
     """Rows in column order, streamed: dicts one by one, DataFrames chunk by chunk."""
-    if isinstance(rows, pd.DataFrame):
+    # pandas is imported lazily by whoever builds DataFrames; if it is not loaded, no row is a DataFrame
+    # (importing it here would cost every definitions load a second or two).
+    pd = sys.modules.get("pandas")
+    is_frame = (lambda obj: isinstance(obj, pd.DataFrame)) if pd else (lambda obj: False)
+    if is_frame(rows):
         rows = [rows]
     for item in rows:
-        if isinstance(item, pd.DataFrame):
+        if is_frame(item):
             # convert_dtypes keeps integer columns with gaps integral (Int64), not float
             frame = item.reindex(columns=cols).convert_dtypes().astype(object)
             frame = frame.where(frame.notna(), None)

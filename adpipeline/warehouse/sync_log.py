@@ -56,9 +56,11 @@ class Sync:
     result: LoadResult = field(default_factory=LoadResult)
     api_calls: int = 0
 
-    def load(self, table: Table, rows, *, replace_scope: dict[str, Any] | None = None) -> LoadResult:
+    def load(self, table: Table, rows, *, replace_scope: dict[str, Any] | None = None, count: bool = True) -> LoadResult:
+        """Load in this sync's transaction; `count=False` for side tables the sync-log counts should not include."""
         loaded = load(self.conn, table, rows, replace_scope=replace_scope)
-        self.result += loaded
+        if count:
+            self.result += loaded
         return loaded
 
 
