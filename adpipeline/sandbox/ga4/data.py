@@ -53,18 +53,19 @@ PROPERTIES: dict[str, PropertyProfile] = {
     ]
 }
 
-# (source, medium, campaign, default channel group, weight)
+# (source, medium, campaigns, default channel group, weight)
 CHANNELS = [
-    ("google", "organic", "(organic)", "Organic Search", 30),
-    ("(direct)", "(none)", "(direct)", "Direct", 20),
-    ("google", "cpc", "winter_sale_2026", "Paid Search", 10),
-    ("google", "cpc", "brand_terms", "Paid Search", 6),
-    ("facebook", "cpc", "retargeting_q4", "Paid Social", 8),
-    ("instagram", "social", "(referral)", "Organic Social", 5),
-    ("newsletter", "email", "november_digest", "Email", 5),
-    ("tripadvisor.com", "referral", "(referral)", "Referral", 6),
-    ("bing", "organic", "(organic)", "Organic Search", 4),
-    ("(not set)", "(not set)", "(not set)", "Unassigned", 2),
+    ("google", "organic", ("(organic)",), "Organic Search", 30),
+    ("(direct)", "(none)", ("(direct)",), "Direct", 20),
+    ("google", "cpc", ("winter_sale_2026", "brand_terms", "generic_cabins", "last_minute_deals", "holiday_2026"),
+     "Paid Search", 16),
+    ("facebook", "cpc", ("retargeting_q4", "lookalike_travelers", "video_views_nov"), "Paid Social", 8),
+    ("instagram", "social", ("(referral)",), "Organic Social", 5),
+    ("newsletter", "email", ("november_digest", "abandoned_cart", "loyalty_members"), "Email", 5),
+    ("tripadvisor.com", "referral", ("(referral)",), "Referral", 6),
+    ("bing", "organic", ("(organic)",), "Organic Search", 4),
+    ("bing", "cpc", ("winter_sale_2026", "brand_terms"), "Paid Search", 3),
+    ("(not set)", "(not set)", ("(not set)",), "Unassigned", 2),
 ]
 PAGES = ["/", "/stays", "/offers", "/contact", "/about", "/blog/winter-escapes", "/blog/family-trips"] + [
     f"/stays/{name}" for name in (
@@ -183,7 +184,8 @@ def generate_day(seed: int, scale: float, profile: PropertyProfile, day: date) -
     slices = max(0, round(profile.slices_per_day * scale * (1.2 if weekend else 1.0) * rng.uniform(0.9, 1.1)))
     hits: list[Hit] = []
     for _ in range(slices):
-        source, medium, campaign, channel, _w = _weighted(rng, CHANNELS)
+        source, medium, campaigns, channel, _w = _weighted(rng, CHANNELS)
+        campaign = campaigns[min(int(rng.expovariate(0.8)), len(campaigns) - 1)]
         if rng.random() < profile.long_tail_share:
             page = "/search"
             query = f"/search?checkin={day.isoformat()}&nights={rng.randint(1, 14)}&ref={rng.getrandbits(32):08x}"
@@ -201,22 +203,25 @@ def generate_day(seed: int, scale: float, profile: PropertyProfile, day: date) -
         arrival = hour + min(2 + rng.expovariate(1 / 6), 70.0)  # processing lag, up to 72 h
         removed = min(arrival + 12 + rng.random() * 24, FINAL_AFTER_HOURS - 1) if rng.random() < 0.03 else None
         base = (source, medium, campaign, channel, page, query, device, country)
-
-        def hit(event: str, count: int, with_event: int, key: int = 0, revenue: int = 0) -> Hit:
-            share = with_event / sessions
-            return Hit(*base, event, arrival, removed, count, key, revenue, with_event,  # type: ignore[call-arg]
-                       max(1, round(users * share)), round(new_users * share), round(engaged * share),
-                       round(engagement * share))
-
-        hits.append(hit(SESSION_START, sessions, sessions))
+        slice_ = (arrival, removed, sessions, users, new_users, engaged, engagement)
+        hits.append(_hit(base, slice_, SESSION_START, sessions, sessions))
         for event, probability, is_key in EVENTS:
             with_event = sessions if probability >= 1.0 else sum(rng.random() < probability for _ in range(sessions))
             if not with_event:
                 continue
             count = with_event if is_key else round(with_event * rng.uniform(1.0, 4.0))
             revenue = sum(rng.randint(15_000, 150_000) for _ in range(count)) if event == "purchase" else 0
-            hits.append(hit(event, count, with_event, key=count if is_key else 0, revenue=revenue))
+            hits.append(_hit(base, slice_, event, count, with_event, key=count if is_key else 0, revenue=revenue))
     return tuple(hits)
+
+
+def _hit(base: tuple[str, ...], slice_: tuple, event: str, count: int, with_event: int, key: int = 0,
+         revenue: int = 0) -> Hit:
+    """One event of a slice; its session-scoped numbers are the share of the slice's sessions that fired it."""
+    arrival, removed, sessions, users, new_users, engaged, engagement = slice_
+    share = with_event / sessions
+    return Hit(*base, event, arrival, removed, count, key, revenue, with_event, max(1, round(users * share)),
+               round(new_users * share), round(engaged * share), round(engagement * share))
 
 
 class Dataset:
@@ -225,7 +230,8 @@ class Dataset:
     def __init__(self, seed: int, scale: float) -> None:
         self.seed = seed
         self.scale = scale
-        self._final = lru_cache(maxsize=256)(self._generate)
+        # a generated day holds ~6 hits per slice: keep fewer days in memory at larger scales
+        self._final = lru_cache(maxsize=max(4, int(64 / max(scale, 1.0))))(self._generate)
 
     def _generate(self, property_id: str, day: date) -> tuple[Hit, ...]:
         return generate_day(self.seed, self.scale, PROPERTIES[property_id], day)

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 SCOPE = "https://www.googleapis.com/auth/analytics.readonly"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"  # google-auth always signs this audience
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ACCESS_TOKEN_SECONDS = 3599
 MAX_ASSERTION_SECONDS = 3600
@@ -110,13 +111,21 @@ class TokenIssuer:
     def revoked(self) -> set[str]:
         return self.store.setdefault("revoked", set())
 
-    def revoke(self, principal: str) -> None:
-        """`service_account` or `authorized_user` (or the client email / refresh token itself)."""
+    def revoke(self, principal: str, revoked: bool = True) -> None:
+        """`service_account` or `authorized_user` (or the client email / refresh token itself);
+        `revoked=False` lets it in again."""
         p = self.principals
         name = {p.client_email: "service_account", p.refresh_token: "authorized_user"}.get(principal, principal)
         if name not in ("service_account", "authorized_user"):
             raise ValueError(f"unknown principal {principal!r}")
+        if not revoked:
+            self.revoked().discard(name)
+            return
         self.revoked().add(name)
+        if name == "authorized_user":  # revoking a grant also kills the access tokens minted from it
+            tokens = self._tokens()
+            for token in [t for t, (who, _) in tokens.items() if who == name]:
+                del tokens[token]
 
     def exchange(self, form_body: bytes, request_url: str, now: datetime) -> dict[str, Any]:
         form = {k: v[0] for k, v in parse_qs(form_body.decode("utf-8", "replace")).items()}
@@ -153,7 +162,8 @@ class TokenIssuer:
             raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.") from None
         if "service_account" in self.revoked():
             raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.")  # Google's answer for a deleted key
-        if str(claims.get("aud", "")).split("?")[0].rstrip("/") != request_url.split("?")[0].rstrip("/"):
+        audience = str(claims.get("aud", "")).split("?")[0].rstrip("/")
+        if audience not in (GOOGLE_TOKEN_URI, request_url.split("?")[0].rstrip("/")):
             raise OAuthError(400, "invalid_grant", "Invalid JWT: audience must be the token URI.")
         try:
             lifetime = float(claims["exp"]) - float(claims["iat"])

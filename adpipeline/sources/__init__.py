@@ -1,0 +1,1 @@
+"""Source slices: one folder per API (client, resources, assets, checks, definitions)."""

@@ -1,0 +1,198 @@
+"""GA4 report assets: one per declared report, partitioned by day x property.
+
+Partitions: the `date` dimension is a calendar day as GA4 reports it, i.e. in each property's own time zone
+(GA4's `date` dimension cannot be shifted to another zone, and one MultiPartitionsDefinition has a single
+daily dimension for all properties). Which days exist follows the reporting zone (America/Jamaica), with
+today included (`end_offset=1`) so the intraday pull has a partition; a day that has not started yet in a
+property's zone simply loads no rows.
+
+Each (property, day) is its own sync: the day's rows replace that scope in one transaction with its sync-log
+row, so a re-pulled (restated) day converges and rows GA4 dropped disappear. A property that fails does not
+stop the others in the same run; the run then fails naming it.
+"""
+
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+
+from adpipeline.config import Ga4Property, SourcesConfig
+from adpipeline.conventions import LANDING_KINDS, OWNER
+from adpipeline.http.errors import ApiError
+from adpipeline.sources.ga4.auth import CredentialsError
+from adpipeline.sources.ga4.client import Ga4Client, QuotaState
+from adpipeline.sources.ga4.reports import REPORT_METADATA, Report, ReportSummary, metadata_row
+from adpipeline.sources.ga4.resources import Ga4Resource
+from adpipeline.warehouse.loader import LoadError, LoadResult, load
+from adpipeline.warehouse.resource import WarehouseResource
+from adpipeline.warehouse.sync_log import SyncInProgress
+
+SOURCE = "ga4"
+START_DATE = "2026-01-01"  # first day partition; older days can be added by moving this back
+DATE, PROPERTY = "date", "property"
+
+
+def ga4_partitions(config: SourcesConfig) -> dg.MultiPartitionsDefinition:
+    return dg.MultiPartitionsDefinition({
+        DATE: dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=config.reporting_timezone, end_offset=1),
+        PROPERTY: dg.StaticPartitionsDefinition([p.id for p in config.ga4.properties]),
+    })
+
+
+def restatement_partition_keys(config: SourcesConfig, now: datetime | None = None) -> list[dg.MultiPartitionKey]:
+    """The partitions a scheduled pull re-runs: per property, its today and the `restatement_days` before
+    (in the property's zone), limited to partitions that exist."""
+    now = now or datetime.now(timezone.utc)
+    existing = set(ga4_partitions(config).get_partitions_def_for_dimension(DATE).get_partition_keys(current_time=now))
+    keys = []
+    for prop in config.ga4.properties:
+        today = now.astimezone(ZoneInfo(prop.timezone)).date()
+        for back in range(config.ga4.restatement_days, -1, -1):
+            day = (today - timedelta(days=back)).isoformat()
+            if day in existing:
+                keys.append(dg.MultiPartitionKey({DATE: day, PROPERTY: prop.id}))
+    return keys
+
+
+@dataclass
+class ScopeResult:
+    property_id: str
+    day: date
+    sync_type: str
+    load: LoadResult
+    summary: ReportSummary
+    api_calls: int
+
+
+def pull_report_day(
+    *,
+    client: Ga4Client,
+    warehouse: WarehouseResource,
+    report: Report,
+    prop: Ga4Property,
+    day: date,
+    restatement_days: int,
+    page_size: int,
+    run_id: str | None = None,
+) -> ScopeResult:
+    """One (report, property, day): pages stream into the table, replacing the scope, with the sync-log row."""
+    scope = f"properties/{prop.id}"
+    today = client.now().astimezone(ZoneInfo(prop.timezone)).date()
+    sync_type = "restatement" if day >= today - timedelta(days=restatement_days) else "full"
+    summary = ReportSummary(currency=prop.currency)
+    before = client.calls_by_scope[scope]
+
+    def calls() -> int:
+        return client.calls_by_scope[scope] - before
+
+    with warehouse.sync(source=SOURCE, scope=prop.id, entity=report.name, sync_type=sync_type, window=(day, day),
+                        run_id=run_id, api_calls=calls) as sync:
+        pages = client.run_report(prop.id, report.request(day, page_size))
+        rows = report.rows(pages, property_id=prop.id, day=day, summary=summary, scope=scope)
+        loaded = sync.load(report.table, rows, replace_scope={"property_id": prop.id, "report_date": day})
+        # same transaction, but not counted as the report's records in the sync log
+        load(sync.conn, REPORT_METADATA, [metadata_row(report, prop.id, day, summary, client.now())])
+    return ScopeResult(prop.id, day, sync_type, loaded, summary, calls())
+
+
+def _scope_metadata(result: ScopeResult, prop: Ga4Property) -> dict[str, Any]:
+    s = result.summary
+    quota = QuotaState.from_json(s.quota)
+    meta: dict[str, Any] = {
+        "sync_type": result.sync_type,
+        "report_rows": s.rows,
+        "other_rows": s.other_rows,
+        "data_loss_from_other_row": s.data_loss_from_other_row,
+        "other_share_of_first_metric": float(s.other_share),
+        "currency": s.currency,
+        "time_zone": s.time_zone,
+        "api_calls": result.api_calls,
+        **result.load.as_metadata(),
+    }
+    if quota is not None:
+        meta["quota_tokens_per_day_remaining"] = quota.day_remaining
+        meta["quota_daily_share_left"] = round(quota.day_ratio_left, 4)
+        meta["quota_tokens_per_hour_remaining"] = quota.hour_remaining
+    if s.time_zone and s.time_zone != prop.timezone:
+        meta["time_zone_mismatch"] = f"GA4 says {s.time_zone}, adpipeline.yaml says {prop.timezone}"
+    if s.currency and s.currency != prop.currency:
+        meta["currency_mismatch"] = f"GA4 says {s.currency}, adpipeline.yaml says {prop.currency}"
+    return meta
+
+
+def build_report_asset(report: Report, config: SourcesConfig,
+                       partitions_def: dg.MultiPartitionsDefinition) -> dg.AssetsDefinition:
+    properties = {p.id: p for p in config.ga4.properties}
+    restatement_days = config.ga4.restatement_days
+
+    @dg.asset(
+        key=["ga4", report.name],
+        description=report.description,
+        group_name="ga4",
+        kinds=set(LANDING_KINDS),
+        owners=[OWNER],
+        code_version=report.code_version,
+        partitions_def=partitions_def,
+        metadata={"table": report.table.qualified, "dagster/table_name": f"warehouse.{report.table.qualified}"},
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ga4: Ga4Resource) -> dg.MaterializeResult:
+        keys = [k if isinstance(k, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(k)
+                for k in context.partition_keys]
+        scopes = [(properties[k.keys_by_dimension[PROPERTY]], date.fromisoformat(k.keys_by_dimension[DATE]))
+                  for k in keys]
+        try:
+            client = ga4.client(warehouse.token_store())
+        except CredentialsError as exc:
+            raise dg.Failure(description=f"ga4: {exc}", allow_retries=False) from None
+        loaded: list[ScopeResult] = []
+        failed: dict[str, str] = {}
+        retryable = True
+        with client:
+            for prop, day in scopes:
+                try:
+                    loaded.append(pull_report_day(client=client, warehouse=warehouse, report=report, prop=prop,
+                                                  day=day, restatement_days=restatement_days,
+                                                  page_size=ga4.page_size, run_id=context.run.run_id))
+                except (ApiError, LoadError, SyncInProgress) as exc:
+                    failed[f"{prop.id} {day}"] = str(exc)
+                    retryable &= isinstance(exc, ApiError) and exc.retryable or isinstance(exc, SyncInProgress)
+                    context.log.error(str(exc))
+        metadata = _run_metadata(report, loaded, failed, properties, client)
+        if failed:
+            raise dg.Failure(
+                description=f"ga4/{report.name}: {len(failed)} of {len(scopes)} scope(s) failed "
+                            f"({len(loaded)} loaded): " + " | ".join(failed.values()),
+                metadata=metadata,
+                allow_retries=retryable,
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
+
+
+def _run_metadata(report: Report, loaded: Sequence[ScopeResult], failed: dict[str, str],
+                  properties: dict[str, Ga4Property], client: Ga4Client) -> dict[str, Any]:
+    total = LoadResult()
+    for result in loaded:
+        total += result.load
+    metadata: dict[str, Any] = {
+        "table": report.table.qualified,
+        "scopes_loaded": [f"{r.property_id} {r.day}" for r in loaded],
+        "failed_scopes": sorted(failed),
+        "api_calls": client.calls,
+        "quota_waits_seconds": round(sum(seconds for _, seconds in client.governor.waits), 1),
+        **total.as_metadata(),
+    }
+    if failed:
+        metadata["errors"] = dg.MetadataValue.json(failed)
+    if len(loaded) == 1:
+        metadata.update(_scope_metadata(loaded[0], properties[loaded[0].property_id]))
+    elif loaded:
+        metadata["scopes"] = dg.MetadataValue.json(
+            {f"{r.property_id} {r.day}": _scope_metadata(r, properties[r.property_id]) for r in loaded})
+        metadata["data_loss_from_other_row"] = any(r.summary.data_loss_from_other_row for r in loaded)
+    return metadata

@@ -1,0 +1,28 @@
+"""GA4 slice: report assets (day x property), their checks and the GA4 resource."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from adpipeline.config import SourcesConfig, get_config
+from adpipeline.sources.ga4.assets import build_report_asset, ga4_partitions
+from adpipeline.sources.ga4.checks import build_checks
+from adpipeline.sources.ga4.reports import REPORTS
+from adpipeline.sources.ga4.resources import Ga4Resource
+
+
+def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
+    config = config or get_config()
+    if not config.ga4.properties:
+        return dg.Definitions()
+    partitions = ga4_partitions(config)  # one object shared by every report, so they can run together
+    return dg.Definitions(
+        assets=[build_report_asset(report, config, partitions) for report in REPORTS],
+        asset_checks=build_checks(config, REPORTS),
+        resources={
+            "ga4": Ga4Resource(
+                credentials=dg.EnvVar(config.ga4.credentials_env),
+                credentials_name=config.ga4.credentials_env,
+            )
+        },
+    )
