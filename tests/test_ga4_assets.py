@@ -332,3 +332,22 @@ def test_scheduled_pulls_cover_today_and_the_trailing_three_days_in_each_propert
     # 01:00 in Jamaica, still 23:00 the day before in Denver
     got = keys(datetime(2026, 11, 23, 6, 0, tzinfo=timezone.utc))
     assert got == {(RESORTS, f"2026-11-{d}") for d in (20, 21, 22, 23)} | {(LODGES, f"2026-11-{d}") for d in (19, 20, 21, 22)}
+
+
+def test_the_schedule_requests_today_and_the_restatement_days_of_every_property():
+    from datetime import datetime, timezone
+
+    from adpipeline.config import get_config
+    from adpipeline.definitions import defs
+
+    config = get_config()
+    schedule = defs.resolve_schedule_def("ga4_reports")
+    assert schedule.cron_schedule == "0 */4 * * *" and schedule.execution_timezone == "America/Jamaica"
+    tick = datetime(2026, 11, 23, 16, tzinfo=timezone.utc)
+    with dg.build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def()) as context:
+        requests = list(schedule.evaluate_tick(context).run_requests)
+    keys = {(r.partition_key.keys_by_dimension["date"], r.partition_key.keys_by_dimension["property"]) for r in requests}
+    per_property = len(keys) // len(config.ga4.properties)
+    assert per_property == config.ga4.restatement_days + 1
+    assert ("2026-11-23", config.ga4.properties[0].id) in keys and ("2026-11-20", config.ga4.properties[0].id) in keys
+    assert len({r.run_key for r in requests}) == len(requests)

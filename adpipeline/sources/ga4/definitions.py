@@ -9,6 +9,7 @@ from adpipeline.sources.ga4.assets import build_report_asset, ga4_partitions
 from adpipeline.sources.ga4.checks import build_checks
 from adpipeline.sources.ga4.reports import REPORTS
 from adpipeline.sources.ga4.resources import Ga4Resource
+from adpipeline.sources.ga4.schedules import build_schedules
 
 
 def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
@@ -16,8 +17,12 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     if not config.ga4.properties:
         return dg.Definitions()
     partitions = ga4_partitions(config)  # one object shared by every report, so they can run together
+    assets = [build_report_asset(report, config, partitions) for report in REPORTS]
+    job, schedule = build_schedules(config, assets)
     return dg.Definitions(
-        assets=[build_report_asset(report, config, partitions) for report in REPORTS],
+        assets=assets,
+        jobs=[job],
+        schedules=[schedule],
         asset_checks=build_checks(config, REPORTS),
         resources={
             "ga4": Ga4Resource(
