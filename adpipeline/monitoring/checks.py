@@ -205,11 +205,12 @@ CheckFn = Callable[[psycopg.Connection, datetime], Evaluation]
 
 
 def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: str, evaluate: CheckFn,
-                *, clock: Callable[[], datetime] = now_utc) -> dg.AssetChecksDefinition:
-    """A standalone, non-blocking @asset_check that runs `evaluate(conn, now)` on the warehouse."""
+                *, clock: Callable[[], datetime] = now_utc, blocking: bool = False) -> dg.AssetChecksDefinition:
+    """A standalone @asset_check that runs `evaluate(conn, now)` on the warehouse. Non-blocking unless it is
+    a data-quality check that protects marts from wrong numbers (never a threshold check)."""
 
     @dg.asset_check(asset=dg.AssetKey(asset_key) if not isinstance(asset_key, dg.AssetKey) else asset_key,
-                    name=name, description=description, blocking=False)
+                    name=name, description=description, blocking=blocking)
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as conn:
             return evaluate(conn, clock()).result()

@@ -51,13 +51,16 @@ DAEMON_HEARTBEAT_STALE = Threshold("daemon_heartbeat_stale", "age", None, 5 * ti
 # a schedule/sensor is "not ticking" when its last tick is older than its due time by more than this
 INSTIGATOR_TICK_GRACE = Threshold("instigator_tick_grace", "age", None, 10 * timedelta(minutes=1), "lengolf incident")
 GA4_QUOTA_HEADROOM = Threshold("ga4_quota_headroom", "ratio_left", 0.20, None, "GA4 quota docs")
+# rows seen by a full reconciliation / rows seen by the previous one ("record counts stable or growing")
+FULL_RECONCILIATION_ROW_RATIO = Threshold("full_reconciliation_row_ratio", "ratio_left", 0.90, 0.50,
+                                          "Breezeway runbook")
 
 # A refresh attempt that failed while the token is still valid is a WARN with no numeric limit.
 REFRESH_FAILED_SEVERITY = "WARN"
 
 ALL = {t.signal: t for t in [META_TOKEN_LIFETIME, META_DATA_ACCESS, TOKEN_REFRESH_JOB_GAP, HOURLY_FEED_LATENESS,
                              DAILY_FEED_LATENESS, GA4_LATENESS, RUN_MAX_RUNTIME, GA4_QUOTA_HEADROOM,
-                             DAEMON_HEARTBEAT_STALE, INSTIGATOR_TICK_GRACE]}
+                             DAEMON_HEARTBEAT_STALE, INSTIGATOR_TICK_GRACE, FULL_RECONCILIATION_ROW_RATIO]}
 ALERT_SEVERITY = {"ERROR": "critical", "WARN": "warning", "RESOLVED": "info"}
 
 

@@ -47,6 +47,11 @@ class Clock:
         self._start_running = running
         self.set(self._start, running)
 
+    @property
+    def start(self) -> datetime:
+        """The time the clock started at (emulations anchor their data set on it)."""
+        return self._start
+
     def now(self) -> datetime:
         with self._lock:
             if self._running:

@@ -78,7 +78,7 @@ def fail_abandoned(conn: psycopg.Connection, source: str, scope: str, entity: st
             continue  # its writer still holds the lock: a live sync
         try:
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = now(), error = %s"
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = clock_timestamp(), error = %s"
                 " WHERE id = %s AND status = 'running'",
                 (f"abandoned: the process running this sync (run {run_id or 'unknown'}) ended without finishing it",
                  row_id),
@@ -128,7 +128,7 @@ def sync(
             calls = api_calls() if api_calls else handle.api_calls
             r = handle.result
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = now(), records_processed = %s,"
+                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = clock_timestamp(), records_processed = %s,"
                 " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s WHERE id = %s",
                 (r.processed, r.inserted, r.updated, r.deleted, calls, sync_id),
             )
@@ -137,7 +137,7 @@ def sync(
             conn.rollback()
             calls = api_calls() if api_calls else handle.api_calls
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = now(), api_calls = %s, error = %s"
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = clock_timestamp(), api_calls = %s, error = %s"
                 " WHERE id = %s",
                 (calls, _describe(exc), sync_id),
             )

@@ -10,13 +10,22 @@
     GET  /public/inventory/v1/reservation           paged; filters property_id[], checkin_date_*, checkout_date_*,
                                                     created_at_*, updated_at_* (lt|le|gt|ge). With NO date
                                                     filter only stays with checkout_date >= today (company zone)
+    GET  /public/inventory/v1/task/?home_id=     a property's tasks (400 without home_id/reference_property_id);
+                                                    ranges updated_at|created_at|scheduled_date|finished_at=
+                                                    "YYYY-MM-DD,YYYY-MM-DD", type_department; created_at,
+                                                    started_at, finished_at NAIVE local, updated_at +00:00,
+                                                    rate_paid and costs "120.00 USD"; paged envelope
+    GET  /public/inventory/v1/people?status=     bare array, no paging (no status -> active only, ASSUMED)
+    GET  /public/inventory/v1/supplies           paged; the envelope has only limit, page, results
+    GET  /public/inventory/v1/task/tags          bare array
 Every data request needs `Authorization: JWT <access_token>` (any other scheme, a bad signature or an
 expired token -> 401; expired says "Signature has expired"); a company_id other than the token's -> 403.
 More concurrent requests per client than `max_concurrent_per_client` -> the proxy's HTML 403 page.
 
-Data: 8 companies (the seed system's regions), ~4,400 properties and ~58,000 stays at scale 1.0, built
-lazily per company from the seed; stays are created, modified, cancelled and touched after checkout as the
-sandbox clock moves (see `data.py`).
+Data: 8 companies (the seed system's regions), ~4,400 properties, ~58,000 stays and ~85,000 tasks at scale
+1.0, built lazily per company from the seed; stays are created, modified, cancelled and touched after
+checkout as the sandbox clock moves; tasks progress (created -> in progress -> finished, costs entered
+later), and the clean of a cancelled stay is deleted upstream (see `data.py`).
 
 Admin (under /_admin/breezeway, never counted):
     GET|POST /settings                 {"max_concurrent_per_client": n, "latency_ms": x}
@@ -25,6 +34,8 @@ Admin (under /_admin/breezeway, never counted):
     GET  /reservations?company_id=&checkout_date=   stays as the API shows them now (access codes included)
     GET|POST|DELETE /reservations/{id} read / change upstream ({"set": {...}}, bumps updated_at) / delete
     DELETE /properties/{id}            delete a property upstream
+    DELETE /{tasks|people|supplies|tags}/{id}   delete one upstream;  GET /tasks/{id}  a task as shown now
+    POST /vanish                       {"kind", "company_id", "share"}: a share of a company's items disappears
 """
 
 from __future__ import annotations

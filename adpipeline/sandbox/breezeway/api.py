@@ -22,13 +22,17 @@ from adpipeline.sandbox.breezeway.data import (
     COMPANIES,
     Company,
     CompanyData,
+    CompanyTasks,
     Stay,
     client_secret,
     company_data,
     company_for_client,
+    company_tasks,
     render_stay,
+    render_supply,
+    render_task,
 )
-from adpipeline.sandbox.state import DEFAULT_CLOCK_START, SandboxState, format_datetime, parse_datetime
+from adpipeline.sandbox.state import SandboxState, format_datetime, parse_datetime
 
 INVENTORY = "/public/inventory/v1"
 ACCESS_TTL = timedelta(hours=24)
@@ -63,7 +67,7 @@ class BreezewayEmulation:
         self.state = state
         self.lock = threading.Lock()
         self.key = hashlib.sha256(f"{state.seed}:breezeway-jwt".encode()).digest()
-        start = getattr(state.clock, "_start", DEFAULT_CLOCK_START)
+        start = state.clock.start
         self.anchor: date = start.astimezone(timezone.utc).date()
         self._matches: OrderedDict[tuple, list[Stay]] = OrderedDict()
 
@@ -93,9 +97,18 @@ class BreezewayEmulation:
     def _bump(self) -> None:
         self.store["version"] = self.store.get("version", 0) + 1
 
+    def tasks(self, company_id: int) -> CompanyTasks:
+        return company_tasks(self.state.seed, self.state.scale, self.anchor, company_id)
+
     def is_deleted(self, kind: str, item_id: int, now: datetime) -> bool:
         when = self.deleted().get((kind, item_id))
-        return when is not None and when <= now
+        if when is not None and when <= now:
+            return True
+        for rule_kind, company_id, share, at in self.store.get("vanish", ()):
+            if rule_kind == kind and at <= now and _company_of(kind, item_id) == company_id \
+                    and _share(item_id) < share:
+                return True
+        return False
 
     # ---- auth ---------------------------------------------------------------------------------
 
@@ -281,6 +294,67 @@ class BreezewayEmulation:
                 self._matches.popitem(last=False)
         return found
 
+    def task_list(self, request: Request, company: Company) -> Response:
+        """GET /task/?home_id=..: a property's tasks. Ranges are "YYYY-MM-DD,YYYY-MM-DD" (inclusive days;
+        updated_at compares its UTC day, created_at/finished_at their local day)."""
+        now = self.state.now()
+        raw_home = request.query_params.get("home_id")
+        reference = request.query_params.get("reference_property_id")
+        data = self.data(company.id)
+        if raw_home is None and reference is not None:
+            match = next((p for p in data.properties if p.row["reference_property_id"] == reference), None)
+            raw_home = str(match.id) if match else "0"
+        if raw_home is None:
+            raise BadParam("home_id or reference_property_id is required")
+        try:
+            home = int(raw_home)
+        except ValueError:
+            raise BadParam("Invalid home_id.") from None
+        prop = data.property_index.get(home)
+        if prop is None or prop.created_at > now or self.is_deleted("property", home, now):
+            return _message(404, "Not found")
+        ranges = {name: _day_range(request.query_params.get(name), name)
+                  for name in ("updated_at", "created_at", "scheduled_date", "finished_at")}
+        department = request.query_params.get("type_department")
+        tasks = self.tasks(company.id)
+        zone = company.zone
+        found = []
+        for task in tasks.by_property.get(home, []):
+            if not task.visible(now) or self.is_deleted("task", task.id, now):
+                continue
+            if department and task.department != department:
+                continue
+            days = {"updated_at": task.updated_at(now).date(), "created_at": task.created_at.astimezone(zone).date(),
+                    "scheduled_date": task.scheduled,
+                    "finished_at": task.finished_at.astimezone(zone).date() if now >= task.finished_at else None}
+            if all(r is None or (days[n] is not None and r[0] <= days[n] <= r[1]) for n, r in ranges.items()):
+                found.append(task)
+        limit, page = _paging(request)
+        chunk = found[(page - 1) * limit: page * limit]
+        rows = [render_task(self.state.seed, t, now, company, tasks,
+                            data.stay_index.get(t.reservation_id) if t.reservation_id else None) for t in chunk]
+        return JSONResponse(_envelope(rows, limit, page, len(found)))
+
+    def people(self, request: Request, company: Company) -> Response:
+        """A bare array, no paging; without `status` only active people (ASSUMED)."""
+        now = self.state.now()
+        status = request.query_params.get("status", "active")
+        rows = [p for p in self.tasks(company.id).people
+                if p["status"] == status and not self.is_deleted("person", p["id"], now)]
+        return JSONResponse(rows)
+
+    def supplies(self, request: Request, company: Company) -> Response:
+        """Paged, but the envelope has only limit, page and results: stop at a short page."""
+        now = self.state.now()
+        rows = [render_supply(s, now, self.anchor) for s in self.tasks(company.id).supplies
+                if not self.is_deleted("supply", s["id"], now)]
+        limit, page = _paging(request)
+        return JSONResponse({"limit": limit, "page": page, "results": rows[(page - 1) * limit: page * limit]})
+
+    def task_tags(self, request: Request, company: Company) -> Response:
+        now = self.state.now()
+        return JSONResponse([t for t in self.tasks(company.id).tags if not self.is_deleted("tag", t["id"], now)])
+
     # ---- admin --------------------------------------------------------------------------------
 
     async def admin_settings(self, request: Request) -> Response:
@@ -344,6 +418,42 @@ class BreezewayEmulation:
         stays = [s for s in self.data(company.id).stays if s.visible(now) and s.checkout == checkout][:limit]
         return JSONResponse([render_stay(self.state.seed, s, now, self.overrides().get(s.id, [])) for s in stays])
 
+    async def admin_delete(self, request: Request) -> Response:
+        """DELETE /{kind}/{id} for tasks, people, supplies, tags: deleted upstream from now on."""
+        kind = KINDS.get(request.path_params["kind"])
+        if kind is None:
+            return JSONResponse({"error": f"kind must be one of {', '.join(KINDS)}"}, status_code=404)
+        item_id = request.path_params["item_id"]
+        now = self.state.now()
+        with self.lock:
+            self.deleted()[(kind, item_id)] = now
+            self._bump()
+        return JSONResponse({"deleted": item_id, "kind": kind, "at": format_datetime(now)})
+
+    async def admin_vanish(self, request: Request) -> Response:
+        """POST {"kind": "tasks", "company_id": 8558, "share": 0.6}: a deterministic share of a company's
+        items of that kind disappears upstream from now on (a mass deletion, or an upstream glitch)."""
+        body = await request.json()
+        try:
+            kind, company_id, share = KINDS[body["kind"]], int(body["company_id"]), float(body["share"])
+        except (KeyError, TypeError, ValueError):
+            return JSONResponse({"error": f"need kind ({', '.join(KINDS)}), company_id and share"}, status_code=400)
+        with self.lock:
+            self.store.setdefault("vanish", []).append((kind, company_id, share, self.state.now()))
+            self._bump()
+        return JSONResponse({"ok": True})
+
+    async def admin_task(self, request: Request) -> Response:
+        """GET the task as the API shows it now."""
+        task_id = request.path_params["task_id"]
+        company = COMPANIES.get(task_id // 10_000_000)
+        task = self.tasks(company.id).index.get(task_id) if company else None
+        if task is None:
+            return JSONResponse({"error": "no such task"}, status_code=404)
+        data = self.data(company.id)
+        stay = data.stay_index.get(task.reservation_id) if task.reservation_id else None
+        return JSONResponse(render_task(self.state.seed, task, self.state.now(), company, self.tasks(company.id), stay))
+
     async def admin_property(self, request: Request) -> Response:
         """DELETE: delete a property upstream now."""
         pid = request.path_params["property_id"]
@@ -358,6 +468,35 @@ class BreezewayEmulation:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
+
+
+KINDS = {"properties": "property", "reservations": "reservation", "tasks": "task", "people": "person",
+         "supplies": "supply", "tags": "tag"}
+
+
+def _company_of(kind: str, item_id: int) -> int:
+    if kind == "property":
+        return item_id // 100_000
+    if kind in ("reservation", "task"):
+        return item_id // 10_000_000
+    if kind == "tag":
+        return item_id // 100
+    return item_id // 1000  # person, supply
+
+
+def _share(item_id: int) -> float:
+    """A stable pseudo-random position in [0, 1) for an id (which items a mass deletion takes)."""
+    return int(hashlib.sha256(str(item_id).encode()).hexdigest()[:8], 16) / 16**8
+
+
+def _day_range(raw: str | None, name: str) -> tuple[date, date] | None:
+    if raw is None:
+        return None
+    try:
+        low, high = (date.fromisoformat(part.strip()) for part in raw.split(","))
+    except ValueError:
+        raise BadParam(f'Invalid {name}: expected "YYYY-MM-DD,YYYY-MM-DD"') from None
+    return low, high
 
 
 def _jwt_from_header(request: Request) -> str | Response:
@@ -420,6 +559,10 @@ def build_routes(emulation: BreezewayEmulation) -> list[BaseRoute]:
         Route(f"{INVENTORY}/property", e.guarded(e.properties), methods=["GET"]),
         Route(f"{INVENTORY}/property/{{property_id:int}}", e.guarded(e.property), methods=["GET"]),
         Route(f"{INVENTORY}/reservation", e.guarded(e.reservations), methods=["GET"]),
+        Route(f"{INVENTORY}/task/", e.guarded(e.task_list), methods=["GET"]),
+        Route(f"{INVENTORY}/task/tags", e.guarded(e.task_tags), methods=["GET"]),
+        Route(f"{INVENTORY}/people", e.guarded(e.people), methods=["GET"]),
+        Route(f"{INVENTORY}/supplies", e.guarded(e.supplies), methods=["GET"]),
     ]
 
 
@@ -432,4 +575,7 @@ def build_admin_routes(emulation: BreezewayEmulation) -> list[BaseRoute]:
         Route("/reservations", e.admin_find_reservations, methods=["GET"]),
         Route("/reservations/{reservation_id:int}", e.admin_reservation, methods=["GET", "POST", "DELETE"]),
         Route("/properties/{property_id:int}", e.admin_property, methods=["DELETE"]),
+        Route("/tasks/{task_id:int}", e.admin_task, methods=["GET"]),
+        Route("/{kind:str}/{item_id:int}", e.admin_delete, methods=["DELETE"]),
+        Route("/vanish", e.admin_vanish, methods=["POST"]),
     ]

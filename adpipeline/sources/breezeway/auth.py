@@ -1,0 +1,196 @@
+"""Per-region Breezeway tokens: reused until 5 minutes before `exp`, then refreshed under the token store's
+row lock (the refresh token rotates, so two runs must never both spend it), then regenerated from the
+region's client credentials. Auth endpoints allow 1 request per minute: every auth call happens under
+the row lock, after the stored last attempt is at least a minute old, so concurrent runs queue on the lock
+and reuse the token the first one obtained instead of calling again.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+from adpipeline.http import ApiClient, ApiError, ErrorKind
+from adpipeline.warehouse.tokens import Token, TokenStore
+
+PLATFORM = "breezeway"
+AUTH_PATH = "/public/auth/v1/"
+REFRESH_PATH = "/public/auth/v1/refresh"
+REFRESH_MARGIN = timedelta(minutes=5)
+AUTH_MIN_INTERVAL = timedelta(seconds=60)
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+def jwt_expiry(token: str | None) -> datetime | None:
+    """The `exp` claim of a JWT (read, not verified: the API verifies; we only plan refreshes)."""
+    if not token:
+        return None
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc)
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+class BreezewayAuth:
+    """Tokens of one region. `access_token()` for each request; `rejected(token)` after a 401."""
+
+    def __init__(
+        self,
+        region: str,
+        credentials: Credentials | None,
+        store: TokenStore,
+        http: ApiClient,
+        *,
+        missing_credentials: str = "client credentials are not configured",
+        clock: Callable[[], datetime] = now_utc,
+        sleep: Callable[[float], None] = time.sleep,
+        margin: timedelta = REFRESH_MARGIN,
+        min_interval: timedelta = AUTH_MIN_INTERVAL,
+    ) -> None:
+        self.region = region
+        self.credentials = credentials
+        self.store = store
+        self.http = http
+        self.missing_credentials = missing_credentials
+        self.clock = clock
+        self.sleep = sleep
+        self.margin = margin
+        self.min_interval = min_interval
+        self.calls: Counter[str] = Counter()  # "generate" / "refresh" calls made by this process
+        self._token: Token | None = None
+        self._degraded = False  # renewal failed while the token was still valid: use it until it expires
+        self._lock = threading.Lock()  # the threads of one run share one token
+
+    # ---- public --------------------------------------------------------------------------------
+
+    def access_token(self) -> str:
+        with self._lock:
+            now = self.clock()
+            if self._token is None or not (self._usable(self._token, now) or self._valid_degraded(self._token, now)):
+                self._token = self._ensure(rejected=None)
+            assert self._token.access_token
+            return self._token.access_token
+
+    def rejected(self, token: str | None) -> str:
+        """The API answered 401 to `token`: switch to a newer one (another run's, or refreshed here)."""
+        with self._lock:
+            if self._token is not None and self._token.access_token != token and self._usable(self._token, self.clock()):
+                return self._token.access_token  # another thread of this run already replaced it
+            self._token = self._ensure(rejected=token)
+            assert self._token.access_token
+            return self._token.access_token
+
+    # ---- the locked decision -------------------------------------------------------------------
+
+    def _valid_degraded(self, token: Token, now: datetime) -> bool:
+        return self._degraded and token.expires_at is not None and token.expires_at > now
+
+    def _usable(self, token: Token, now: datetime, rejected: str | None = None) -> bool:
+        return bool(
+            token.access_token
+            and token.access_token != rejected
+            and token.expires_at is not None
+            and token.expires_at - now > self.margin
+        )
+
+    def _ensure(self, rejected: str | None) -> Token:
+        failure: ApiError | None = None
+        with self.store.locked(PLATFORM, self.region) as (token, save):
+            now = self.clock()
+            token = replace(token, last_checked_at=now)
+            if self._usable(token, now, rejected):
+                save(token)  # reuse: this run's first look, or another run refreshed while we waited
+                return token
+            self._pace(token)
+            token, failure = self._renew(token, rejected)
+            save(token)
+        self._degraded = token.status == "refresh_failed"
+        if failure is not None:
+            raise failure  # after the lock's transaction committed the failure state
+        return token
+
+    def _pace(self, token: Token) -> None:
+        """Never call an auth endpoint within a minute of the last auth call for this region (any run)."""
+        last = token.last_refresh_attempt_at
+        if last is None:
+            return
+        wait = (last + self.min_interval - self.clock()).total_seconds()
+        if wait > 0:
+            self.sleep(wait)
+
+    def _renew(self, token: Token, rejected: str | None) -> tuple[Token, ApiError | None]:
+        """Refresh, else regenerate. Returns the token to save and the error to raise (if no usable token)."""
+        now = self.clock()
+        refresh_error: str | None = None
+        if token.refresh_token and (token.refresh_expires_at is None or token.refresh_expires_at > now):
+            try:
+                pair = self._call("refresh", REFRESH_PATH, headers={"Authorization": f"JWT {token.refresh_token}"})
+                return self._stored(token, pair, now, refreshed=True, error=None), None
+            except ApiError as exc:
+                refresh_error = f"refresh failed: {exc.describe()}"
+        # A failed refresh goes straight to generation: that is the other endpoint, with its own limit.
+        try:
+            if self.credentials is None:
+                raise ApiError(ErrorKind.AUTH, self.missing_credentials, source=PLATFORM, scope=self.region)
+            pair = self._call("generate", AUTH_PATH, json={"client_id": self.credentials.client_id,
+                                                          "client_secret": self.credentials.client_secret})
+        except ApiError as exc:
+            failed = self._failed(token, now, rejected, exc, refresh_error)
+            return failed, (None if failed.status == "refresh_failed" else exc)
+        return self._stored(token, pair, now, refreshed=False, error=refresh_error), None
+
+    def _call(self, kind: str, path: str, **kwargs) -> dict[str, str]:
+        self.calls[kind] += 1
+        payload = self.http.request_json("POST", path, scope=f"{self.region}/auth", **kwargs)
+        if not isinstance(payload, dict) or not payload.get("access_token") or not payload.get("refresh_token"):
+            raise ApiError(ErrorKind.BAD_PAYLOAD, f"{kind} answered without a token pair", source=PLATFORM,
+                           scope=self.region, method="POST", url=self.http.url_for(path))
+        return payload
+
+    def _stored(self, token: Token, pair: dict[str, str], now: datetime, *, refreshed: bool, error: str | None) -> Token:
+        return replace(
+            token,
+            access_token=pair["access_token"],
+            refresh_token=pair["refresh_token"],
+            token_type="JWT",
+            expires_at=jwt_expiry(pair["access_token"]),
+            refresh_expires_at=jwt_expiry(pair["refresh_token"]),
+            status="valid",
+            last_refreshed_at=now,
+            last_refresh_attempt_at=now,
+            last_refresh_succeeded=True,
+            refresh_count=token.refresh_count + (1 if refreshed else 0),
+            generation_count=token.generation_count + (0 if refreshed else 1),
+            last_error=error,  # why we had to regenerate, if we did
+        )
+
+    def _failed(self, token: Token, now: datetime, rejected: str | None, error: ApiError,
+                refresh_error: str | None) -> Token:
+        still_valid = bool(token.access_token and token.access_token != rejected
+                           and token.expires_at is not None and token.expires_at > now)
+        if still_valid:
+            status = "refresh_failed"  # keep using it; a WARN until a refresh succeeds
+        elif error.kind is ErrorKind.AUTH:
+            status = "invalid"  # the credentials themselves are refused: a person must act
+        else:
+            status = "expired"
+        message = "; ".join(p for p in (refresh_error, f"generate failed: {error.describe()}") if p)
+        return replace(token, status=status, last_refresh_attempt_at=now, last_refresh_succeeded=False,
+                       last_error=message[:1000])

@@ -1,0 +1,336 @@
+"""One sync of one (region, entity): API -> warehouse through the shared sync log and loader.
+
+Every load commits its rows and its sync-log row together, or marks the sync failed with one sentence
+naming region and action. Full passes reconcile: rows of the region that the pass did not see get
+`deleted_at` (never dropped), counted as `records_deleted` in the sync log.
+
+Reservations are incremental on `updated_at` (from the newest `updated_at` already stored, minus an
+overlap) with an explicit checkout window that reaches into the past: the API's default listing only
+has stays with checkout >= today, so past stays would silently stop updating. Tasks can only be listed
+per property, so every run makes one call per property (several in flight) and nothing else per
+property; incremental runs ask only for tasks updated since the cursor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import dagster as dg
+import psycopg
+from psycopg import sql
+
+from adpipeline.config import BreezewayRegion
+from adpipeline.http import ApiError, ErrorKind
+from adpipeline.sources.breezeway.client import BreezewayClient
+from adpipeline.sources.breezeway.resources import BreezewayResource
+from adpipeline.sources.breezeway.tables import (
+    PEOPLE,
+    PROPERTIES,
+    RESERVATIONS,
+    SUPPLIES,
+    TAGS,
+    TASK_CHILDREN,
+    TASKS,
+    person_row,
+    property_row,
+    reservation_row,
+    supply_row,
+    tag_row,
+    task_rows,
+)
+from adpipeline.warehouse.loader import LoadResult, Table
+from adpipeline.warehouse.resource import WarehouseResource
+from adpipeline.warehouse.sync_log import SyncInProgress
+
+SOURCE = "breezeway"
+
+
+class PartialLoad(RuntimeError):
+    """Some properties of a region failed: their rows are missing from an otherwise committed load."""
+
+
+@dataclass(frozen=True)
+class IncrementalSettings:
+    mode: str = "auto"  # auto | incremental | full
+    overlap_hours: float = 6.0
+    full_every_days: float = 7.0
+
+
+def choose_sync_type(mode: str, cursor: datetime | None, last_full: datetime | None, now: datetime,
+                     full_every: timedelta, last_attempt_failed: bool = False) -> str:
+    if mode not in ("auto", "incremental", "full"):
+        raise ValueError(f"mode must be auto, incremental or full, not {mode!r}")
+    if mode == "full" or cursor is None:
+        return "full"  # nothing stored yet: there is nothing to be incremental from
+    if mode == "incremental":
+        return "incremental"
+    if last_attempt_failed:
+        return "full"  # a partial or failed run must not move the cursor past what it missed
+    return "full" if last_full is None or now - last_full >= full_every else "incremental"
+
+
+def mark_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Collection[int],
+                 where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> int:
+    """Rows of the region (within `where`) that a full pass did not see: deleted upstream, as of now."""
+    extra = sql.SQL(" AND ") + where if where is not None else sql.SQL("")
+    statement = sql.SQL("UPDATE {t} SET deleted_at = now() WHERE region_code = %s AND deleted_at IS NULL"
+                        " AND NOT (id = ANY(%s)){extra}").format(t=table.ident, extra=extra)
+    return conn.execute(statement, (region, list(seen), *params)).rowcount
+
+
+# ---- shared plumbing -----------------------------------------------------------------------------
+
+
+def _failure(region: BreezewayRegion, entity: str, exc: Exception, client: BreezewayClient | None) -> dg.Failure:
+    metadata: dict[str, Any] = {"region": region.code, "entity": entity}
+    if client is not None:
+        metadata["api_calls"] = client.calls
+    if isinstance(exc, ApiError):
+        metadata["error_kind"] = exc.kind.value
+    return dg.Failure(description=str(exc), metadata=metadata)
+
+
+def _call_metadata(client: BreezewayClient) -> dict[str, Any]:
+    assert client.auth is not None
+    return {
+        "api_calls": client.calls,
+        "api_calls_by_entity": dg.MetadataValue.json(client.api_calls_by_entity()),
+        "auth_calls": dg.MetadataValue.json(dict(client.auth.calls)),
+        "reauthentications": client.reauthentications,
+        "retries": client.retries,
+    }
+
+
+def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str
+                ) -> tuple[datetime | None, datetime | None, bool]:
+    """(newest stored updated_at, last successful full sync, whether the latest attempt failed)."""
+    cursor = conn.execute(sql.SQL("SELECT max(updated_at) FROM {t} WHERE region_code = %s").format(t=table.ident),
+                          (region,)).fetchone()[0]
+    last_full = conn.execute(
+        "SELECT max(finished_at) FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s"
+        " AND sync_type = 'full' AND status = 'success'", (SOURCE, region, entity)).fetchone()[0]
+    latest = conn.execute(
+        "SELECT status FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s AND status <> 'running'"
+        " ORDER BY started_at DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
+    return cursor, last_full, bool(latest and latest[0] == "failed")
+
+
+def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync_type: str, run_id: str | None,
+                    message: str) -> None:
+    """A failed sync-log row after a committed partial load, so "all regions loaded" reports it."""
+    try:
+        with warehouse.sync(source=SOURCE, scope=region, entity=entity, sync_type=sync_type, run_id=run_id):
+            raise PartialLoad(message)
+    except PartialLoad:
+        pass
+
+
+# ---- full listings: properties, people, supplies, tags -------------------------------------------
+
+
+def load_listing(region: BreezewayRegion, entity: str, table: Table,
+                 fetch: Callable[[BreezewayClient], Iterator[dict[str, Any]]], breezeway: BreezewayResource,
+                 warehouse: WarehouseResource, run_id: str | None = None) -> dg.MaterializeResult:
+    """A small entity listed in full every run: upsert, then mark what vanished upstream."""
+    client = None
+    seen: set[int] = set()
+
+    def rows(client: BreezewayClient) -> Iterator[dict[str, Any]]:
+        for row in fetch(client):
+            seen.add(row["id"])
+            yield row
+
+    try:
+        with breezeway.client(region, warehouse.token_store()) as client:
+            with warehouse.sync(source=SOURCE, scope=region.code, entity=entity, sync_type="full", run_id=run_id,
+                                api_calls=lambda: client.calls) as sync:
+                sync.load(table, rows(client))
+                sync.result.deleted += mark_deleted(sync.conn, table, region.code, seen)
+    except (ApiError, SyncInProgress) as exc:
+        raise _failure(region, entity, exc, client) from None
+    return dg.MaterializeResult(metadata={
+        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client),
+    })
+
+
+def load_properties(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
+                    run_id: str | None = None) -> dg.MaterializeResult:
+    return load_listing(region, "properties", PROPERTIES, lambda c: (property_row(region, r) for r in c.properties()),
+                        breezeway, warehouse, run_id)
+
+
+def load_people(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
+                run_id: str | None = None) -> dg.MaterializeResult:
+    return load_listing(region, "people", PEOPLE, lambda c: (person_row(region, r, s) for s, r in c.people()),
+                        breezeway, warehouse, run_id)
+
+
+def load_supplies(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
+                  run_id: str | None = None) -> dg.MaterializeResult:
+    return load_listing(region, "supplies", SUPPLIES, lambda c: (supply_row(region, r) for r in c.supplies()),
+                        breezeway, warehouse, run_id)
+
+
+def load_tags(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
+              run_id: str | None = None) -> dg.MaterializeResult:
+    return load_listing(region, "tags", TAGS, lambda c: (tag_row(region, r) for r in c.tags()),
+                        breezeway, warehouse, run_id)
+
+
+# ---- reservations --------------------------------------------------------------------------------
+
+
+def unknown_properties(conn: psycopg.Connection, region: str) -> list[int]:
+    """Property ids that the region's reservations reference but the warehouse does not have."""
+    rows = conn.execute(
+        "SELECT DISTINCT r.property_id FROM raw_breezeway.reservations r WHERE r.region_code = %s"
+        " AND r.property_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM raw_breezeway.properties p"
+        " WHERE p.region_code = r.region_code AND p.id = r.property_id) ORDER BY 1", (region,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def _fetch_properties(client: BreezewayClient, property_ids: list[int]) -> Iterator[dict[str, Any]]:
+    """The properties the API still has; one it cannot give (404, or failing) stays flagged."""
+    for property_id in property_ids:
+        try:
+            raw = client.property(property_id)
+        except ApiError as exc:
+            if exc.kind is ErrorKind.AUTH:
+                raise
+            continue
+        if raw is not None:
+            yield raw
+
+
+def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, history_start: str,
+                      max_property_fetches: int, breezeway: BreezewayResource, warehouse: WarehouseResource,
+                      run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
+    store = warehouse.token_store()
+    with warehouse.connection() as conn:
+        cursor, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations")
+    sync_type = choose_sync_type(settings.mode, cursor, last_full, datetime.now(timezone.utc),
+                                 timedelta(days=settings.full_every_days), failed_last)
+    params: dict[str, Any] = {"checkout_date_ge": history_start}  # explicit: never the API's default
+    since = None
+    if sync_type == "incremental":
+        assert cursor is not None
+        since = cursor - timedelta(hours=settings.overlap_hours)
+        params["updated_at_ge"] = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seen: set[int] = set()
+
+    def rows(client: BreezewayClient) -> Iterator[dict[str, Any]]:
+        for raw in client.reservations(params):
+            row = reservation_row(region, raw, store.keyring.fingerprint)
+            seen.add(row["id"])
+            yield row
+
+    client = None
+    fetched = LoadResult()
+    try:
+        with breezeway.client(region, store) as client:
+            with warehouse.sync(source=SOURCE, scope=region.code, entity="reservations", sync_type=sync_type,
+                                run_id=run_id, api_calls=lambda: client.calls) as sync:
+                sync.load(RESERVATIONS, rows(client))
+                if sync_type == "full":  # stays inside the listed window that the API no longer has
+                    sync.result.deleted += mark_deleted(sync.conn, RESERVATIONS, region.code, seen,
+                                                        sql.SQL("checkout_date >= %s"), (history_start,))
+                # a property the warehouse does not know is fetched by id, or flagged: never dropped
+                unknown = unknown_properties(sync.conn, region.code)
+                found = [property_row(region, raw)
+                         for raw in _fetch_properties(client, unknown[:max_property_fetches])]
+                if found:
+                    fetched = sync.load(PROPERTIES, found, count=False)
+                found_ids = {row["id"] for row in found}
+                flagged = [p for p in unknown if p not in found_ids]
+    except (ApiError, SyncInProgress) as exc:
+        raise _failure(region, "reservations", exc, client) from None
+    if flagged and log is not None:
+        log.warning(f"breezeway {region.code}: {len(flagged)} reservation propert(ies) unknown upstream and here: "
+                    f"{flagged[:20]}; the reservations are kept and the property_known check fails")
+    return dg.MaterializeResult(metadata={
+        "region": region.code,
+        "sync_type": sync_type,
+        "updated_since": since.isoformat() if since else None,
+        **sync.result.as_metadata(),
+        **_call_metadata(client),
+        "properties_fetched": fetched.processed,
+        "unknown_property_ids": dg.MetadataValue.json(flagged),
+    })
+
+
+# ---- tasks ---------------------------------------------------------------------------------------
+
+
+def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway: BreezewayResource,
+               warehouse: WarehouseResource, run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
+    now = datetime.now(timezone.utc)
+    with warehouse.connection() as conn:
+        cursor, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks")
+        property_ids = [r[0] for r in conn.execute(
+            "SELECT id FROM raw_breezeway.properties WHERE region_code = %s AND deleted_at IS NULL ORDER BY id",
+            (region.code,)).fetchall()]
+    sync_type = choose_sync_type(settings.mode, cursor, last_full, now, timedelta(days=settings.full_every_days),
+                                 failed_last)
+    params: dict[str, Any] = {}
+    if sync_type == "incremental":
+        assert cursor is not None
+        # day ranges "YYYY-MM-DD,YYYY-MM-DD" (inclusive): widened by a day each side for zone ambiguity
+        start = (cursor - timedelta(hours=settings.overlap_hours)).astimezone(timezone.utc).date() - timedelta(days=1)
+        params["updated_at"] = f"{start.isoformat()},{(now.date() + timedelta(days=1)).isoformat()}"
+    failed: dict[int, str] = {}
+    gone: list[int] = []
+    seen: set[int] = set()
+    children: dict[str, list[dict[str, Any]]] = {t.name: [] for t in TASK_CHILDREN}
+
+    def rows(client: BreezewayClient) -> Iterator[dict[str, Any]]:
+        for property_id, result in client.tasks_by_property(property_ids, params):
+            if result is None:
+                gone.append(property_id)
+            elif isinstance(result, ApiError):
+                failed[property_id] = result.describe()
+            else:
+                for raw in result:
+                    row, kids = task_rows(region, raw)
+                    seen.add(row["id"])
+                    for name, items in kids.items():
+                        children[name].extend(items)
+                    yield row
+
+    client = None
+    child_counts: dict[str, int] = {}
+    try:
+        with breezeway.client(region, warehouse.token_store()) as client:
+            with warehouse.sync(source=SOURCE, scope=region.code, entity="tasks", sync_type=sync_type, run_id=run_id,
+                                api_calls=lambda: client.calls) as sync:
+                sync.load(TASKS, rows(client))
+                for table in TASK_CHILDREN:  # a reloaded task's children are replaced as a whole
+                    sync.conn.execute(sql.SQL("DELETE FROM {t} WHERE region_code = %s AND task_id = ANY(%s)")
+                                      .format(t=table.ident), (region.code, list(seen)))
+                    child_counts[table.name] = sync.load(table, children[table.name], count=False).processed
+                if sync_type == "full":  # only within properties that answered: never guess for the others
+                    answered = [p for p in property_ids if p not in failed and p not in gone]
+                    sync.result.deleted += mark_deleted(sync.conn, TASKS, region.code, seen,
+                                                        sql.SQL("property_id = ANY(%s)"), (answered,))
+    except (ApiError, SyncInProgress) as exc:
+        raise _failure(region, "tasks", exc, client) from None
+    if failed:
+        sample = "; ".join(f"{p}: {m}" for p, m in list(failed.items())[:3])
+        message = (f"breezeway {region.code}: tasks of {len(failed)} of {len(property_ids)} properties failed "
+                   f"({sample}); the other properties' tasks were loaded — rerun to complete")
+        _record_partial(warehouse, region.code, "tasks", sync_type, run_id, message)
+        if log is not None:
+            log.error(message)
+    return dg.MaterializeResult(metadata={
+        "region": region.code,
+        "sync_type": sync_type,
+        "updated_range": params.get("updated_at"),
+        "properties": len(property_ids),
+        **sync.result.as_metadata(),
+        **{f"{name}_rows": n for name, n in child_counts.items()},
+        **_call_metadata(client),
+        "failed_properties": dg.MetadataValue.json(sorted(failed)),
+        "properties_gone_upstream": dg.MetadataValue.json(gone),
+    })
