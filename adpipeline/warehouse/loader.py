@@ -113,7 +113,6 @@ def load(
                 t=temp, c=sql.SQL(", ").join(map(sql.Identifier, cols)), src=table.ident
             )
         )
-        conn.execute(sql.SQL("ALTER TABLE {t} ADD COLUMN _ord bigint GENERATED ALWAYS AS IDENTITY").format(t=temp))
         # Sorts and hash aggregates over a whole batch: give them memory for this transaction only.
         conn.execute("SELECT set_config('work_mem', '256MB', true)")
         processed = _copy(conn, temp, table, rows)
@@ -234,7 +233,8 @@ def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table) -> tup
     duplicated = conn.execute(
         sql.SQL("SELECT 1 FROM {t} GROUP BY {keys} HAVING count(*) > 1 LIMIT 1").format(t=temp, keys=keys)
     ).fetchone()
-    source = (sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {t} ORDER BY {keys}, _ord DESC") if duplicated
+    # One COPY into a fresh temp table stores rows in arrival order, so the highest ctid is the last row.
+    source = (sql.SQL("SELECT DISTINCT ON ({keys}) {cols} FROM {t} ORDER BY {keys}, ctid DESC") if duplicated
               else sql.SQL("SELECT {cols} FROM {t}")).format(keys=keys, cols=ident, t=temp)
     statement = sql.SQL(
         "WITH src AS ({source}),"
