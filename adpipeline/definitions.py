@@ -5,8 +5,21 @@ Loading reads one file, the sources config; no network or database work happens 
 
 import dagster as dg
 
+from adpipeline.config import get_config
+from adpipeline.monitoring.definitions import build_defs as monitoring_defs
+from adpipeline.monitoring.freshness import apply_freshness
+from adpipeline.sources.breezeway.definitions import build_defs as breezeway_defs
+from adpipeline.sources.ga4.definitions import build_defs as ga4_defs
+from adpipeline.sources.meta.definitions import build_defs as meta_defs
+from adpipeline.transform.definitions import build_defs as transform_defs
 from adpipeline.warehouse.definitions import build_defs as warehouse_defs
 
-defs = dg.Definitions.merge(
+config = get_config()
+sources = dg.Definitions.merge(
     warehouse_defs(),
+    breezeway_defs(),
+    ga4_defs(config),
+    meta_defs(config),
+    transform_defs(config),
 )
+defs = apply_freshness(dg.Definitions.merge(sources, monitoring_defs(sources, config)), config)

@@ -45,18 +45,26 @@ def demo_partition_keys(partitions_def: dg.PartitionsDefinition | None) -> list[
 
 
 def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]]:
-    """Batches of assets to run, in dependency order: per topological level, per partitions definition."""
+    """Batches of assets to run, in dependency order, as few as possible: an asset joins the latest batch
+    with its partitions definition unless one of its upstream assets runs in a later batch."""
     graph = defs.resolve_asset_graph()
-    batches = []
+    batches: list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = []
+    batch_of: dict[dg.AssetKey, int] = {}
     for level in graph.toposorted_asset_keys_by_level:
-        by_partitions: dict[int, tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = {}
         for key in level:
             node = graph.get(key)
             if not node.is_materializable:
                 continue
             pdef = node.partitions_def
-            by_partitions.setdefault(id(pdef), ([], pdef))[0].append(key)
-        batches.extend(by_partitions.values())
+            after = max((batch_of[p] for p in node.parent_keys if p in batch_of), default=-1)
+            candidates = [i for i, (_, other) in enumerate(batches) if other == pdef and i >= after]
+            if candidates:
+                index = candidates[-1]
+            else:
+                batches.append(([], pdef))
+                index = len(batches) - 1
+            batches[index][0].append(key)
+            batch_of[key] = index
     return batches
 
 
@@ -90,6 +98,8 @@ def _collect(result: dg.ExecuteInProcessResult, keys, partition, summary) -> Non
         for name, value in mat.metadata.items():
             if name.startswith("rows_") and isinstance(value.value, int):
                 entry.rows[name.removeprefix("rows_")] += value.value
+            elif name == "dagster/row_count" and isinstance(value.value, int):
+                entry.rows["total"] = value.value  # a built table (dbt): its size, not a delta
     for evaluation in result.get_asset_check_evaluations():
         # the latest evaluation wins: a multi-scope check run after the first partition says "never loaded"
         # for scopes that later runs load
@@ -102,7 +112,12 @@ def render(summary: dict[str, AssetSummary]) -> str:
     for name in sorted(summary):
         entry = summary[name]
         runs = f"{entry.runs - entry.failed_runs}/{entry.runs}"
-        rows = "/".join(str(entry.rows.get(k, 0)) for k in ("inserted", "updated", "deleted")) if entry.rows else "-"
+        if "total" in entry.rows:
+            rows = f"{entry.rows['total']} rows in table"
+        elif entry.rows:
+            rows = "/".join(str(entry.rows.get(k, 0)) for k in ("inserted", "updated", "deleted"))
+        else:
+            rows = "-"
         counts = defaultdict(int)
         for verdict in entry.checks.values():
             counts[verdict] += 1

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from adpipeline.transform.project import ensure_manifest
 from adpipeline.warehouse import db
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
@@ -38,6 +39,16 @@ def prepare_dagster_home(dagster_home: Path) -> None:
     dagster_home.mkdir(parents=True, exist_ok=True)
     settings = yaml.safe_load((PROJECT_DIR / "dagster.yaml").read_text()) or {}
     (dagster_home / "dagster.yaml").write_text(yaml.safe_dump({**settings, **STORAGE}, sort_keys=False))
+
+
+def limit_pools() -> None:
+    """dbt runs one at a time (its runs share the warehouse and rebuild overlapping windows)."""
+    import dagster as dg
+
+    from adpipeline.transform.assets import POOL as DBT_POOL
+
+    with dg.DagsterInstance.get() as instance:
+        instance.event_log_storage.set_concurrency_slots(DBT_POOL, 1)  # idempotent
 
 
 def start_warehouse() -> tuple[str, bool]:
@@ -62,6 +73,8 @@ def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterat
             log.info("migrations applied: %s", ", ".join(applied))
         dagster_home = Path(env["DAGSTER_HOME"])
         prepare_dagster_home(dagster_home)
+        limit_pools()
+        ensure_manifest()
         sandbox_url = None
         if sandbox:
             from adpipeline.sandbox.testing import SandboxProcess

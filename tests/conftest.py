@@ -12,8 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from adpipeline.transform.project import ensure_manifest
 from adpipeline.warehouse import db
 from adpipeline.warehouse.embedded import EmbeddedServer
+
+
+def pytest_configure(config) -> None:
+    # the dbt manifest must exist before any test loads the definitions (a no-op when it is fresh)
+    ensure_manifest()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""dbt on top of the landing tables, wired into Dagster (project, resources, assets, definitions)."""
