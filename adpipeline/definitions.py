@@ -14,12 +14,19 @@ from adpipeline.sources.meta.definitions import build_defs as meta_defs
 from adpipeline.transform.definitions import build_defs as transform_defs
 from adpipeline.warehouse.definitions import build_defs as warehouse_defs
 
-config = get_config()
-sources = dg.Definitions.merge(
-    warehouse_defs(),
-    breezeway_defs(),
-    ga4_defs(config),
-    meta_defs(config),
-    transform_defs(config),
-)
-defs = apply_freshness(dg.Definitions.merge(sources, monitoring_defs(sources, config)), config)
+
+def _merge() -> dg.Definitions:
+    # Built in a function: a second module-level Definitions would make `dagster -m` ambiguous.
+    config = get_config()
+    sources = dg.Definitions.merge(
+        warehouse_defs(),
+        breezeway_defs(),
+        ga4_defs(config),
+        meta_defs(config),
+        transform_defs(config),
+    )
+    # monitoring watches the other slices; freshness policies apply to every asset in one place
+    return apply_freshness(dg.Definitions.merge(sources, monitoring_defs(sources, config)), config)
+
+
+defs = _merge()

@@ -1,0 +1,1 @@
+"""Meta Marketing API slice: client, resource, assets (ad accounts, hierarchy, daily insights), checks."""

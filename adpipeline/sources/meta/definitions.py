@@ -1,0 +1,28 @@
+"""Meta slice: ad accounts, campaigns, ad sets, ads and daily insights, their checks, the Meta resource."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import dagster as dg
+
+from adpipeline.config import SourcesConfig, get_config
+from adpipeline.monitoring.checks import now_utc
+from adpipeline.sources.meta.assets import build_assets
+from adpipeline.sources.meta.checks import build_checks
+from adpipeline.sources.meta.partitions import daily_partitions
+from adpipeline.sources.meta.resources import MetaResource
+
+
+def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datetime] = now_utc) -> dg.Definitions:
+    """`clock` is what the checks take as "now" (tests pass the sandbox's)."""
+    config = config or get_config()
+    if not config.meta.accounts:
+        return dg.Definitions()
+    return dg.Definitions(
+        assets=build_assets(config, daily_partitions(config.reporting_timezone)),
+        asset_checks=build_checks(config, clock=clock),
+        resources={"meta": MetaResource(api_version=config.meta.api_version,
+                                        access_token_env=config.meta.access_token_env)},
+    )

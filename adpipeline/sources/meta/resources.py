@@ -1,0 +1,71 @@
+"""The Meta resource: where the Graph API is, which token to use, what time it is."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+import dagster as dg
+import requests
+
+from adpipeline.http import ApiError, ErrorKind, RetryPolicy
+from adpipeline.sources.meta.client import MetaClient
+from adpipeline.warehouse.resource import WarehouseResource
+
+GRAPH_URL_ENV = "META_GRAPH_URL"
+SANDBOX_CLOCK_ENV = "META_SANDBOX_CLOCK_URL"
+TOKEN_PLATFORM, TOKEN_SCOPE = "meta", "default"
+
+
+class MetaResource(dg.ConfigurableResource):
+    """Meta Marketing API access for the `meta/*` assets.
+
+    The token is read at run time from the environment variable NAMED by `access_token_env` (never from
+    config or code) and goes through the token store: the environment value seeds it, after which the
+    store's newer token (refreshed by the token job) wins until the environment value changes.
+    """
+
+    api_version: str = "v24.0"
+    graph_url: str | None = None  # default: $META_GRAPH_URL, else https://graph.facebook.com/{api_version}
+    access_token_env: str = "META_ACCESS_TOKEN"
+    clock_url: str | None = None  # sandbox only ($META_SANDBOX_CLOCK_URL): "today" comes from its clock
+    page_limit: int = 1000
+    slow_down_at: float = 75.0  # usage percent above which calls are spaced out
+    max_wait_seconds: float = 600.0  # per call; an account throttled for longer fails for this run
+    retry_attempts: int = 5
+    retry_base_delay: float = 1.0
+
+    def base_url(self) -> str:
+        return (self.graph_url or os.environ.get(GRAPH_URL_ENV)
+                or f"https://graph.facebook.com/{self.api_version}").rstrip("/")
+
+    def now(self) -> datetime:
+        """The time that decides each account's "today". The sandbox's clock when it stands in for Meta."""
+        url = self.clock_url or os.environ.get(SANDBOX_CLOCK_ENV)
+        if not url:
+            return datetime.now(timezone.utc)
+        answer = requests.get(url, timeout=10)
+        answer.raise_for_status()
+        return datetime.fromisoformat(answer.json()["now"].replace("Z", "+00:00"))
+
+    def access_token(self, warehouse: WarehouseResource) -> str:
+        env_value = dg.EnvVar(self.access_token_env).get_value()
+        token = warehouse.token_store().seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value)
+        if token is None or not token.access_token:
+            raise ApiError(ErrorKind.AUTH, f"no Meta access token: set {self.access_token_env} (or store one with "
+                           "`adpipeline tokens exchange meta ...`)", source="meta")
+        if token.status in ("expired", "invalid"):
+            raise ApiError(ErrorKind.AUTH, f"Meta token {token.status}: manual re-authentication required "
+                           "(`adpipeline tokens exchange meta <new short-lived token>`)", source="meta")
+        return token.access_token
+
+    def client(self, warehouse: WarehouseResource, **overrides: Any) -> MetaClient:
+        options: dict[str, Any] = {
+            "page_limit": self.page_limit,
+            "slow_down_at": self.slow_down_at,
+            "retry": RetryPolicy(max_attempts=self.retry_attempts, base_delay=self.retry_base_delay,
+                                 max_total_seconds=self.max_wait_seconds),
+            **overrides,
+        }
+        return MetaClient(self.base_url(), self.access_token(warehouse), **options)
