@@ -13,6 +13,7 @@ from adpipeline.sources.meta.assets import build_assets
 from adpipeline.sources.meta.checks import build_checks
 from adpipeline.sources.meta.partitions import daily_partitions
 from adpipeline.sources.meta.resources import MetaResource
+from adpipeline.sources.meta.schedules import build_schedules
 
 
 def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datetime] = now_utc) -> dg.Definitions:
@@ -20,8 +21,11 @@ def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datet
     config = config or get_config()
     if not config.meta.accounts:
         return dg.Definitions()
+    jobs, schedules = build_schedules(config)
     return dg.Definitions(
         assets=build_assets(config, daily_partitions(config.reporting_timezone)),
+        jobs=jobs,
+        schedules=schedules,
         asset_checks=build_checks(config, clock=clock),
         resources={"meta": MetaResource(api_version=config.meta.api_version,
                                         access_token_env=config.meta.access_token_env)},
