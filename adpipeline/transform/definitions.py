@@ -7,6 +7,7 @@ from dagster_dbt.dbt_project import using_dagster_dev
 
 from adpipeline.config import SourcesConfig, get_config
 from adpipeline.transform.assets import build_dbt_assets
+from adpipeline.transform.automation import build_automation
 from adpipeline.transform.project import ensure_manifest, require_manifest
 from adpipeline.transform.resources import dbt_resource
 
@@ -19,4 +20,7 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     if using_dagster_dev():
         ensure_manifest()
     manifest = require_manifest()
-    return dg.Definitions(assets=build_dbt_assets(config, manifest), resources={"dbt": dbt_resource()})
+    meta_daily, ga4_daily, models = build_dbt_assets(config, manifest)
+    jobs, sensor = build_automation(meta_daily, ga4_daily, models)
+    return dg.Definitions(assets=[meta_daily, ga4_daily, models], jobs=jobs, sensors=[sensor],
+                          resources={"dbt": dbt_resource()})
