@@ -78,6 +78,8 @@ def token_rows(now: datetime | None = None) -> list[dict]:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
+    if args.action == "exchange":
+        return cmd_tokens_exchange(args)
     if args.action != "status":
         raise SystemExit(f"unknown tokens action {args.action!r}")
     rows = token_rows()
@@ -89,6 +91,57 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         print(_table(rows, ["platform", "scope", "health", "expires_at", "detail"]))
     worst = {r["health"] for r in rows}
     return 2 if "EXPIRED" in worst else 1 if worst & {"WARNING", "EXPIRING_SOON"} else 0
+
+
+def cmd_tokens_exchange(args: argparse.Namespace) -> int:
+    """Manual recovery: exchange a short-lived token for a long-lived one, store it, verify it. Never prints it."""
+    import os
+
+    from adpipeline.config import get_config
+    from adpipeline.http import ApiError
+    from adpipeline.http.redact import register_secret
+    from adpipeline.sources.meta.auth import MetaAuth, exchange_and_store, missing_scopes
+    from adpipeline.sources.meta.resources import MetaResource
+    from adpipeline.warehouse import db
+    from adpipeline.warehouse.embedded import warehouse_url
+    from adpipeline.warehouse.tokens import TokenStore
+
+    if args.platform is None:
+        raise SystemExit("usage: adpipeline tokens exchange meta <short-lived token | ->")
+    if args.platform != "meta":
+        raise SystemExit(f"tokens exchange: only 'meta' is supported (got {args.platform!r})")
+    raw = args.token if args.token not in (None, "-") else sys.stdin.readline()
+    short_lived = (raw or "").strip()
+    if not short_lived:
+        print("adpipeline: no token given (pass it as an argument or on stdin with `-`)", file=sys.stderr)
+        return 2
+    register_secret(short_lived)
+    meta = get_config().meta
+    app_id, app_secret = os.environ.get(meta.app_id_env), os.environ.get(meta.app_secret_env)
+    if not (app_id and app_secret):
+        print(f"adpipeline: set {meta.app_id_env} and {meta.app_secret_env} to exchange a Meta token", file=sys.stderr)
+        return 2
+    resource = MetaResource(api_version=meta.api_version, access_token_env=meta.access_token_env)
+    url = warehouse_url()
+    db.migrate(url)
+    try:
+        token = exchange_and_store(TokenStore(url), MetaAuth(resource.base_url(), app_id, app_secret),
+                                   short_lived, resource.now(), os.environ.get(meta.access_token_env))
+    except ApiError as error:
+        print(f"adpipeline: Meta token exchange failed: {error.message}", file=sys.stderr)
+        return 2
+    if token.status != "valid":
+        print(f"adpipeline: the exchanged token does not verify: {token.last_error}", file=sys.stderr)
+        return 2
+    expiry = "never (system user)" if token.never_expires else token.expires_at.isoformat()
+    print(f"meta/default: exchanged and stored a long-lived token; verified with debug_token; expires {expiry}")
+    if token.data_access_expires_at:
+        print(f"data access expires {token.data_access_expires_at.isoformat()}")
+    print(f"scopes: {', '.join(sorted(token.scopes or [])) or '-'}")
+    lacking = missing_scopes(token.scopes)
+    if lacking:
+        print(f"WARNING: missing permissions: {', '.join(lacking)}")
+    return 0
 
 
 def _table(rows: list[dict], columns: list[str]) -> str:
@@ -154,7 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     warehouse.set_defaults(func=cmd_warehouse)
 
     tokens = sub.add_parser("tokens", help="API tokens in the token store")
-    tokens.add_argument("action", choices=["status"])
+    tokens.add_argument("action", choices=["status", "exchange"],
+                        help="status: every stored token's health; exchange PLATFORM TOKEN: the manual recovery path "
+                             "(exchange a short-lived token for a long-lived one, store it, verify it)")
+    tokens.add_argument("platform", nargs="?", help="exchange: the platform (meta)")
+    tokens.add_argument("token", nargs="?", default="-",
+                        help="exchange: the short-lived token, or - (default) to read it from stdin "
+                             "(out of shell history)")
     tokens.add_argument("--json", action="store_true")
     tokens.set_defaults(func=cmd_tokens)
     return parser

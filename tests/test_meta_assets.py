@@ -288,7 +288,7 @@ def test_an_expired_token_fails_fast_with_the_recovery_step(meta, monkeypatch):
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.error.message
-    assert "manual re-authentication required" in message and "Session has expired" in message
+    assert "Meta token expired: manual re-authentication required" in message and "Session has expired" in message
     assert "adpipeline tokens exchange meta" in message
     assert expired not in str(failure.step_failure_data.error.to_string())
     assert meta.sandbox.admin.count() == 1  # one call, not a retry storm
@@ -299,7 +299,8 @@ def test_definitions_carry_the_conventions_and_load_without_the_environment(monk
         monkeypatch.delenv(name, raising=False)
     defs = build_defs(get_config())
     specs = {s.key: s for a in defs.assets for s in a.specs}
-    assert set(specs) == {AD_ACCOUNTS, CAMPAIGNS, ADSETS, ADS, ADS_INSIGHTS, ACCOUNT_INSIGHTS}
+    assert set(specs) == {AD_ACCOUNTS, CAMPAIGNS, ADSETS, ADS, ADS_INSIGHTS, ACCOUNT_INSIGHTS,
+                          dg.AssetKey(["meta", "access_token"])}  # the token lifecycle (tests/test_meta_tokens.py)
     assert all(s.group_name == "meta" and s.description and s.code_version and "meta" in s.kinds for s in specs.values())
     insights = next(a for a in defs.assets if ADS_INSIGHTS in a.keys)
     assert insights.partitions_def.timezone == "America/Jamaica"

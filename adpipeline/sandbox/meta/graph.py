@@ -7,6 +7,10 @@
     POST /meta/{version}/act_{id}/insights                     same parameters -> {"report_run_id": ...}
     GET  /meta/{version}/{report_run_id}                       async_status / async_percent_completion
     GET  /meta/{version}/{report_run_id}/insights              the report's rows, paged
+    GET  /meta/{version}/oauth/access_token                    grant_type=fb_exchange_token, client_id,
+                                                               client_secret, fb_exchange_token -> a 60-day token
+    GET  /meta/{version}/debug_token                           input_token, access_token ({app_id}|{app_secret}
+                                                               or a valid token) -> expiry, scopes, is_valid
 
 Every Graph call checks the token (`access_token` parameter or `Authorization: Bearer`), charges the
 usage meters (limits.py) and answers errors in Meta's envelope. Lists page with opaque cursors and an
@@ -17,7 +21,9 @@ Admin (under /_admin/meta, never counted or faulted):
     GET|POST|DELETE /script    {"limits": {...}, "forbidden_accounts": [...], "drop": [{"account_id", "date"}],
                                 "skew": [{"account_id", "date", "factor"}], "max_page_rows": n,
                                 "sync_max_cells": n, "page_quirks": bool}    (POST merges, DELETE resets)
-    POST /tokens               {"access_token", "expires_at": iso|null, "scopes": [...], "status": "valid"|...}
+    POST /tokens               {"access_token", "expires_at": iso|null (never), "data_access_expires_at": iso|null,
+                                "scopes": [...], "status": "valid"|..., "type": "USER"|"SYSTEM_USER"}
+    GET  /tokens               every token's expiry, scopes, status and type (token values masked)
     GET  /usage                meters, throttled responses per block
     GET  /insights             the truth: every row a full paging would return now (account_id, since,
                                until, level, time_increment, fields, windows)
@@ -512,12 +518,90 @@ def routes(state: SandboxState) -> list[BaseRoute]:
                              "status is completed instead of failed or running before fetching the data.")
         return _insights_page(request, sandbox, params, job.query, job.as_of)
 
+    async def oauth(request: Request) -> Response:
+        return _plain(sandbox, lambda: _exchange(sandbox, request.query_params))
+
+    async def debug(request: Request) -> Response:
+        return _plain(sandbox, lambda: _debug_token(sandbox, request))
+
     return [
+        Route("/{version}/oauth/access_token", oauth, methods=["GET"]),
+        Route("/{version}/debug_token", debug, methods=["GET"]),
         Route("/{version}/me/adaccounts", graph(ad_accounts), methods=["GET"]),
         Route("/{version}/act_{account_id}/{edge:str}", graph(edge), methods=["GET", "POST"]),
         Route("/{version}/{report_run_id:int}/insights", graph(report_rows), methods=["GET"]),
         Route("/{version}/{report_run_id:int}", graph(report_status), methods=["GET"]),
     ]
+
+
+# -- tokens: exchange and inspection -----------------------------------------------------------------------
+
+
+def _plain(sandbox: MetaSandbox, answer: Callable[[], Any]) -> Response:
+    """An endpoint outside the ad-account meters: its body, or the error envelope."""
+    try:
+        body, status = answer(), 200
+    except GraphError as error:
+        body, status = error.body(sandbox.trace_id()), error.status
+    return Response(_dumps(body), status_code=status, media_type="application/json")
+
+
+def _check_app(sandbox: MetaSandbox, client_id: str | None, client_secret: str | None) -> None:
+    if client_id != DEMO_APP_ID:
+        raise GraphError(101, "Error validating application. Invalid application ID.")
+    if client_secret != DEMO_APP_SECRET:
+        raise GraphError(1, "Error validating client secret.", type_="OAuthException")
+
+
+def _exchange(sandbox: MetaSandbox, q: Any) -> dict[str, Any]:
+    """fb_exchange_token: a valid (short- or long-lived) user token -> a new 60-day token. Expired: refused."""
+    if q.get("grant_type") != "fb_exchange_token":
+        raise _bad_param("Param grant_type must be fb_exchange_token")
+    _check_app(sandbox, q.get("client_id"), q.get("client_secret"))
+    old = q.get("fb_exchange_token")
+    if not old:
+        raise _bad_param("Missing parameter fb_exchange_token")
+    info = sandbox.check_token(old)  # 190/463 when expired, 190/460 when invalidated
+    now = sandbox.state.now()
+    sandbox.store["exchanges"] = sandbox.store.get("exchanges", 0) + 1
+    digest = zlib.crc32(f"{old}|{now.isoformat()}|{sandbox.store['exchanges']}".encode())
+    token = f"EAASandboxLongLived{sandbox.store['exchanges']:04d}{digest:010d}"
+    sandbox.tokens[token] = TokenInfo(
+        expires_at=now + TOKEN_LIFETIME, scopes=info.scopes, user_id=info.user_id, type=info.type, issued_at=now,
+        data_access_expires_at=info.data_access_expires_at or now + timedelta(days=90))
+    return {"access_token": token, "token_type": "bearer", "expires_in": int(TOKEN_LIFETIME.total_seconds())}
+
+
+def _debug_token(sandbox: MetaSandbox, request: Request) -> dict[str, Any]:
+    q = request.query_params
+    caller = _token_from(request, dict(q))
+    app_id, sep, secret = (caller or "").partition("|")
+    if sep:
+        _check_app(sandbox, app_id, secret)
+    else:
+        sandbox.check_token(caller)  # a valid token may inspect (itself or another)
+    input_token = q.get("input_token")
+    if not input_token:
+        raise _bad_param("The parameter input_token is required")
+    info = sandbox.tokens.get(input_token)
+    if info is None:
+        return {"data": {"error": {"code": 190, "message": "Invalid OAuth access token - Cannot parse access token"},
+                         "is_valid": False, "scopes": []}}
+
+    def stamp(dt: datetime | None) -> int:
+        return int(dt.timestamp()) if dt is not None else 0
+
+    data: dict[str, Any] = {
+        "app_id": DEMO_APP_ID, "type": info.type, "application": "adpipeline sandbox",
+        "data_access_expires_at": stamp(info.data_access_expires_at), "expires_at": stamp(info.expires_at),
+        "is_valid": True, "issued_at": stamp(info.issued_at), "scopes": list(info.scopes), "user_id": info.user_id,
+    }
+    try:
+        sandbox.check_token(input_token)
+    except GraphError as error:
+        data["is_valid"] = False
+        data["error"] = {"code": error.code, "message": error.message, "subcode": error.subcode}
+    return {"data": data}
 
 
 def _resolve(request: Request, sandbox: MetaSandbox, token: TokenInfo) -> tuple[Account | None, str | None]:
@@ -749,6 +833,13 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
         return JSONResponse({**sandbox.script.to_dict(), "limits": vars(sandbox.limiter.limits)})
 
     async def tokens(request: Request) -> JSONResponse:
+        if request.method == "GET":
+            return JSONResponse({"tokens": [
+                {"access_token": value[:8] + "...", "type": info.type, "status": info.status,
+                 "expires_at": format_datetime(info.expires_at) if info.expires_at else None,
+                 "data_access_expires_at": format_datetime(info.data_access_expires_at)
+                 if info.data_access_expires_at else None, "scopes": list(info.scopes)}
+                for value, info in sandbox.tokens.items()]})
         try:
             body = json.loads(await request.body() or b"{}")
             expires = body.get("expires_at")
@@ -760,6 +851,7 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
                 subcode=body.get("subcode"),
                 issued_at=state.now(),
                 data_access_expires_at=parse_datetime(data_access) if data_access else None,
+                type=str(body.get("type") or "USER"),
             )
         except (ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"error": f"invalid token: {exc}"}, status_code=400)
@@ -800,7 +892,7 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
 
     return [
         Route("/script", script, methods=["GET", "POST", "DELETE"]),
-        Route("/tokens", tokens, methods=["POST"]),
+        Route("/tokens", tokens, methods=["GET", "POST"]),
         Route("/usage", usage, methods=["GET"]),
         Route("/insights", insights, methods=["GET"]),
         Route("/entities", entities, methods=["GET"]),

@@ -49,9 +49,9 @@ HIERARCHY_KEYS = {"campaigns": CAMPAIGNS, "adsets": ADSETS, "ads": ADS}
 INCREMENTAL_OVERLAP = timedelta(minutes=10)
 
 
-RECOVERY = ("Recovery: get a new token for the Meta user (Graph API Explorer or the app's login), then run "
-            "`adpipeline tokens exchange meta <short-lived token>` or set it in the token's environment variable, "
-            "and rerun.")
+RECOVERY = ("Recovery: get a new short-lived token for the Meta user (Graph API Explorer or the app's login), "
+            "then run `adpipeline tokens exchange meta -` and paste it on stdin (it stays out of shell history; "
+            "the command exchanges it for a 60-day token, stores and verifies it), and rerun.")
 
 
 @contextmanager

@@ -203,7 +203,10 @@ class MetaClient(ApiClient):
         if code_i in AUTH_CODES:
             kind = ErrorKind.AUTH
             why = TOKEN_DEAD.get(subcode_i or 0, "the token was rejected")
-            message = f"Meta access token unusable ({why}): manual re-authentication required. {message}"
+            if subcode_i == 463:  # the same sentence the token store's verdict gives (auth.py, resources.py)
+                message = f"Meta token expired: manual re-authentication required. {message}"
+            else:
+                message = f"Meta access token unusable ({why}): manual re-authentication required. {message}"
         elif code_i in THROTTLE_CODES:
             kind = ErrorKind.THROTTLED
             usage = Usage.from_headers(response.headers)

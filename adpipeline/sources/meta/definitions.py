@@ -10,6 +10,7 @@ import dagster as dg
 from adpipeline.config import SourcesConfig, get_config
 from adpipeline.monitoring.checks import now_utc
 from adpipeline.sources.meta.assets import build_assets
+from adpipeline.sources.meta.auth import build_token_defs
 from adpipeline.sources.meta.checks import build_checks
 from adpipeline.sources.meta.partitions import daily_partitions
 from adpipeline.sources.meta.resources import MetaResource
@@ -22,11 +23,12 @@ def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datet
     if not config.meta.accounts:
         return dg.Definitions()
     jobs, schedules = build_schedules(config)
+    token_asset, token_job, token_schedule, token_checks = build_token_defs(config, clock=clock)
     return dg.Definitions(
-        assets=build_assets(config, daily_partitions(config.reporting_timezone)),
-        jobs=jobs,
-        schedules=schedules,
-        asset_checks=build_checks(config, clock=clock),
+        assets=[*build_assets(config, daily_partitions(config.reporting_timezone)), token_asset],
+        jobs=[*jobs, token_job],
+        schedules=[*schedules, token_schedule],
+        asset_checks=[*build_checks(config, clock=clock), *token_checks],
         resources={"meta": MetaResource(api_version=config.meta.api_version,
                                         access_token_env=config.meta.access_token_env)},
     )

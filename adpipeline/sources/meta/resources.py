@@ -54,10 +54,10 @@ class MetaResource(dg.ConfigurableResource):
         token = warehouse.token_store().seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value)
         if token is None or not token.access_token:
             raise ApiError(ErrorKind.AUTH, f"no Meta access token: set {self.access_token_env} (or store one with "
-                           "`adpipeline tokens exchange meta ...`)", source="meta")
+                           "`adpipeline tokens exchange meta -`)", source="meta")
         if token.status in ("expired", "invalid"):
-            raise ApiError(ErrorKind.AUTH, f"Meta token {token.status}: manual re-authentication required "
-                           "(`adpipeline tokens exchange meta <new short-lived token>`)", source="meta")
+            raise ApiError(ErrorKind.AUTH, f"Meta token {token.status}: manual re-authentication required.",
+                           source="meta")
         return token.access_token
 
     def client(self, warehouse: WarehouseResource, **overrides: Any) -> MetaClient:
