@@ -244,7 +244,10 @@ def warehouse_url() -> str:
 
 
 def is_embedded(url: str) -> bool:
-    return url.startswith("postgresql://postgres@127.0.0.1:") and "/warehouse" in url
+    """Whether `url` is this home's embedded server (and not some other Postgres on localhost)."""
+    server = default_server()
+    port = server.postmaster()[1] if server.postmaster() else None
+    return port is not None and url == server.dsn(port)
 
 
 def dagster_storage_url(warehouse: str) -> str:
