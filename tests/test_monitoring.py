@@ -176,3 +176,47 @@ def test_quiet_hours_policy_never_alarms_at_night():
 
     policy = policy_for(spec, get_config())
     assert policy.deadline_cron == "0 10,14,18,22 * * *" and policy.timezone == "America/Jamaica"
+
+
+def test_the_watchdog_alerts_when_the_meta_token_job_stops_and_resolves_when_it_runs(instance, defs, conn, warehouse_url):
+    from adpipeline.warehouse.tokens import Token, TokenStore
+
+    conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 'meta' AND scope = 't_watch'")
+    conn.execute("DELETE FROM ops.alerts WHERE dedupe_key = 'watchdog:token_job:t_watch'")
+    conn.commit()
+    store = TokenStore(warehouse_url)
+    store.put(Token("meta", "t_watch", access_token="t-watch-token",
+                    last_checked_at=datetime.now(timezone.utc) - timedelta(hours=3)))
+    sensor = watchdog_sensor(expected_instigators(defs))
+    try:
+        with dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource()}) as context:
+            sensor(context)
+        open_alerts = conn.execute("SELECT severity, message FROM ops.alerts WHERE dedupe_key = "
+                                   "'watchdog:token_job:t_watch' AND resolved_at IS NULL").fetchall()
+        assert len(open_alerts) == 1 and open_alerts[0][0] == "critical" and "has not run for 3.0 h" in open_alerts[0][1]
+        store.put(Token("meta", "t_watch", access_token="t-watch-token", last_checked_at=datetime.now(timezone.utc)))
+        with dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource()}) as context:
+            sensor(context)
+        assert conn.execute("SELECT count(*) FROM ops.alerts WHERE dedupe_key = 'watchdog:token_job:t_watch'"
+                            " AND resolved_at IS NULL").fetchone()[0] == 0
+    finally:
+        conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 'meta' AND scope = 't_watch'")
+        conn.commit()
+
+
+def test_a_run_past_its_max_runtime_is_critical(instance, defs):
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.test_utils import create_run_for_test
+
+    from adpipeline.monitoring.health import stuck_run_findings
+
+    run = create_run_for_test(instance, job_name="t_stuck_job", status=dg.DagsterRunStatus.NOT_STARTED)
+    started = datetime.now(timezone.utc) - timedelta(minutes=90)
+    instance.run_storage.handle_run_event(run.run_id, DagsterEvent(DagsterEventType.RUN_START.value,
+                                                                   job_name="t_stuck_job"), update_timestamp=started)
+    try:
+        findings = [f for f in stuck_run_findings(instance, datetime.now(timezone.utc)) if f.subject == run.run_id]
+        assert len(findings) == 1 and findings[0].severity == CRITICAL and "running for 90 min (max 60 min)" in findings[0].message
+        assert [f for f in collect(instance, defs) if f.kind == "run" and f.subject == run.run_id]
+    finally:
+        instance.delete_run(run.run_id)
