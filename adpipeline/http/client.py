@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator, Protocol
 
 import requests
 
+from adpipeline.http import fastjson
 from adpipeline.http.errors import ApiError, ErrorKind
 from adpipeline.http.redact import SENSITIVE_FIELDS, install_log_redaction, redact, register_secret
 
@@ -452,8 +453,8 @@ def _decode_json(response: requests.Response) -> tuple[Any, ApiError | None]:
     if response.status_code == 204:
         return None, None
     try:
-        return response.json(), None
-    except ValueError:
+        return fastjson.loads(response.content), None
+    except ValueError:  # orjson.JSONDecodeError and json.JSONDecodeError are both ValueErrors
         pass
     text = response.text.strip()
     size = len(response.content)

@@ -67,17 +67,9 @@ from adpipeline.sandbox.meta.world import (
     uniforms,
     world,
 )
+from adpipeline.http import fastjson
 from adpipeline.sandbox.state import SandboxState, format_datetime, parse_datetime
 
-try:  # a fast encoder when present (dagster-dbt brings it); the stdlib one otherwise
-    import orjson
-
-    def _dumps(obj: Any) -> bytes:
-        return orjson.dumps(obj)
-except ImportError:  # pragma: no cover
-
-    def _dumps(obj: Any) -> bytes:
-        return json.dumps(obj, separators=(",", ":")).encode()
 
 
 DEMO_ACCESS_TOKEN = "EAASandboxDemoAccessToken0000000000000000"
@@ -464,7 +456,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
                 body, status = error.body(sandbox.trace_id()), error.status
             headers = sandbox.limiter.headers(state.now(), account.id if account else None,
                                               account.account_id if account else None)
-            return Response(_dumps(body), status_code=status, media_type="application/json", headers=headers)
+            return Response(fastjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
         return endpoint
 
@@ -543,7 +535,7 @@ def _plain(sandbox: MetaSandbox, answer: Callable[[], Any]) -> Response:
         body, status = answer(), 200
     except GraphError as error:
         body, status = error.body(sandbox.trace_id()), error.status
-    return Response(_dumps(body), status_code=status, media_type="application/json")
+    return Response(fastjson.dumps(body), status_code=status, media_type="application/json")
 
 
 def _check_app(sandbox: MetaSandbox, client_id: str | None, client_secret: str | None) -> None:
@@ -876,7 +868,7 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
             return JSONResponse(error.body("admin"), status_code=400)
         except KeyError as exc:
             return JSONResponse({"error": f"missing parameter {exc}"}, status_code=400)
-        return Response(_dumps({"data": truth_rows(sandbox, query), "as_of": format_datetime(state.now())}),
+        return Response(fastjson.dumps({"data": truth_rows(sandbox, query), "as_of": format_datetime(state.now())}),
                         media_type="application/json")
 
     async def entities(request: Request) -> JSONResponse:
