@@ -338,3 +338,28 @@ def test_a_source_rule_that_trips_on_a_non_json_body_falls_back_to_the_status(sa
     client = make_client(sandbox, fake_time, cls=UsageAwareClient)  # its classify calls response.json()
     with pytest.raises(BadRequestError, match=r"HTTP 400: HTML page"):
         client.get_json(ITEMS, scope="act_9")
+
+
+def test_a_rejected_token_is_replaced_and_the_call_retried_exactly_once(sandbox: SandboxProcess, fake_time: FakeTime) -> None:
+    class Refreshing(ApiClient):
+        tokens = iter(["first-token-aaaa", "second-token-bbbb", "third-token-cccc"])
+        rejected = 0
+
+        def prepare(self, spec):  # a fresh token per attempt once the old one is dropped
+            self.current = getattr(self, "current", None) or next(self.tokens)
+            return spec.replace(headers={"Authorization": f"Bearer {self.current}"})
+
+        def token_rejected(self, spec):
+            self.rejected += 1
+            self.current = None
+            return True
+
+    client = Refreshing(sandbox.base_url, source="t", clock=fake_time.clock, sleep=fake_time.sleep)
+    sandbox.admin.add_faults([{"path": ITEMS, "status": 401, "count": 1}])
+    assert client.get_json(ITEMS) is not None
+    assert client.rejected == 1 and sandbox.admin.count("GET /_selftest/items") == 2 and fake_time.sleeps == []
+
+    sandbox.admin.add_faults([{"path": ITEMS, "status": 401, "count": 2}])
+    with pytest.raises(AuthError):  # a fresh token refused too: final, no loop
+        client.get_json(ITEMS)
+    assert client.rejected == 2 and sandbox.admin.count("GET /_selftest/items") == 4

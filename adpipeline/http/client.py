@@ -145,6 +145,11 @@ class ApiClient:
         """Called before every attempt (so auth can be refreshed between retries)."""
         return spec
 
+    def token_rejected(self, spec: RequestSpec) -> bool:
+        """A 401 on `spec`: drop the token `prepare` used and return True to retry once at once with a new one
+        (sources with refreshable tokens); False keeps the AUTH error final."""
+        return False
+
     def error_details(self, response: requests.Response) -> tuple[str, int | str | None, int | str | None]:
         """(message, code, subcode) from an error body: JSON `error{message,code,error_subcode}`,
         `error`+`error_description`, `message`, else a snippet of the text."""
@@ -272,6 +277,7 @@ class ApiClient:
     def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
         started = self.clock()
         attempt = 0
+        reauthenticated = False
         while True:
             attempt += 1
             current = self.prepare(spec)
@@ -322,6 +328,10 @@ class ApiClient:
             error.source = error.source or self.source
             error.scope = error.scope or scope
             error.method, error.url, error.attempts = current.method, shown_url, attempt
+            if error.kind is ErrorKind.AUTH and error.status == 401 and not reauthenticated and self.token_rejected(spec):
+                reauthenticated = True  # once per call: a second 401 with a fresh token is final
+                self.log.info("%s %s: token rejected (401); retrying once with a new token", self.source, scope or "")
+                continue
             if not error.kind.retryable:
                 raise error  # outside any except block: no chained exception that could carry secrets
             wait = max(self.retry.backoff(attempt, self.rng), error.retry_after or 0.0)

@@ -64,18 +64,13 @@ class BreezewayClient(ApiClient):
                             "(too many concurrent requests)", status=403)
         return error
 
-    def send(self, spec: RequestSpec, *, scope: str | None = None) -> Any:
-        """Send with a JWT; on 401 get a newer token (refresh/regenerate) and retry exactly once."""
-        try:
-            return super().send(spec, scope=scope)
-        except ApiError as exc:
-            refused_token = exc.kind is ErrorKind.AUTH and exc.status == 401 and "/public/auth/" not in (exc.url or "")
-            if not refused_token or spec.url.startswith("/public/auth/"):
-                raise  # an auth endpoint's own failure (bad credentials...) is final
-            assert self.auth is not None
-            self.auth.rejected(getattr(self._local, "token", None))
-            self.reauthentications += 1
-        return super().send(spec, scope=scope)
+    def token_rejected(self, spec: RequestSpec) -> bool:
+        """A 401 on a data call: get a newer token (refresh/regenerate) and retry once (the shared client does)."""
+        if spec.url.startswith("/public/auth/") or self.auth is None:
+            return False  # an auth endpoint's own refusal (bad credentials...) is final
+        self.auth.rejected(getattr(self._local, "token", None))
+        self.reauthentications += 1
+        return True
 
     # ---- calls ---------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import requests
 
-from adpipeline.http import ApiClient, ApiError, AuthError, ErrorKind, OffsetPaging, RequestSpec, RetryPolicy
+from adpipeline.http import ApiClient, ApiError, ErrorKind, OffsetPaging, RequestSpec, RetryPolicy
 from adpipeline.sources.ga4.auth import Ga4Auth
 
 DEFAULT_BASE_URL = "https://analyticsdata.googleapis.com"
@@ -200,14 +200,9 @@ class Ga4Client(ApiClient):
         return ApiError(ErrorKind.THROTTLED, error.message + note, status=429, code="RESOURCE_EXHAUSTED",
                         subcode=kind.value if kind else None, retry_after=wait)
 
-    def send(self, spec: RequestSpec, *, scope: str | None = None) -> Any:
-        try:
-            return super().send(spec, scope=scope)
-        except AuthError as exc:
-            if exc.status != 401:
-                raise
+    def token_rejected(self, spec: RequestSpec) -> bool:
         self.auth.invalidate()  # the token was rejected (expired early, revoked): one more try with a new one
-        return super().send(spec, scope=scope)
+        return True
 
     # ---- reports -----------------------------------------------------------------------------
 
