@@ -70,10 +70,12 @@ def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDef
 
 def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, AssetSummary]:
     summary: dict[str, AssetSummary] = defaultdict(AssetSummary)
-    for index, (keys, pdef) in enumerate(plan(defs)):
-        job_name = f"demo_batch_{index}"
-        job_defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[dg.define_asset_job(job_name, selection=keys)]))
-        job = job_defs.resolve_job_def(job_name)
+    batches = plan(defs)
+    # one merge for all batch jobs: resolving the repository is the expensive part
+    jobs = [dg.define_asset_job(f"demo_batch_{i}", selection=keys) for i, (keys, _) in enumerate(batches)]
+    with_jobs = dg.Definitions.merge(defs, dg.Definitions(jobs=jobs))
+    for index, (keys, pdef) in enumerate(batches):
+        job = with_jobs.resolve_job_def(f"demo_batch_{index}")
         for partition in demo_partition_keys(pdef):
             label = ", ".join(k.to_user_string() for k in keys) + (f" [{partition}]" if partition else "")
             log.info("materializing %s", label)
