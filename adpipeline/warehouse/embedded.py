@@ -246,8 +246,8 @@ def warehouse_url() -> str:
 def is_embedded(url: str) -> bool:
     """Whether `url` is this home's embedded server (and not some other Postgres on localhost)."""
     server = default_server()
-    port = server.postmaster()[1] if server.postmaster() else None
-    return port is not None and url == server.dsn(port)
+    info = server.postmaster()
+    return info is not None and url == server.dsn(info[1])
 
 
 def dagster_storage_url(warehouse: str) -> str:
