@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime
+from pathlib import Path
+
+from adpipeline import clock
 
 log = logging.getLogger("adpipeline")
 
@@ -51,7 +55,7 @@ def token_rows(now: datetime | None = None) -> list[dict]:
     from adpipeline.warehouse.embedded import warehouse_url
     from adpipeline.warehouse.tokens import token_states
 
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     url = warehouse_url()
     db.migrate(url)
     with db.connect(url) as conn:
@@ -95,8 +99,6 @@ def cmd_tokens(args: argparse.Namespace) -> int:
 
 def cmd_tokens_exchange(args: argparse.Namespace) -> int:
     """Manual recovery: exchange a short-lived token for a long-lived one, store it, verify it. Never prints it."""
-    import os
-
     from adpipeline.config import get_config
     from adpipeline.http import ApiError
     from adpipeline.http.redact import register_secret
@@ -126,7 +128,7 @@ def cmd_tokens_exchange(args: argparse.Namespace) -> int:
     db.migrate(url)
     try:
         token = exchange_and_store(TokenStore(url), MetaAuth(resource.base_url(), app_id, app_secret),
-                                   short_lived, resource.now(), os.environ.get(meta.access_token_env))
+                                   short_lived, clock.now(), os.environ.get(meta.access_token_env))
     except ApiError as error:
         print(f"adpipeline: Meta token exchange failed: {error.message}", file=sys.stderr)
         return 2
@@ -166,9 +168,30 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from adpipeline.monitoring.doctor import run_doctor
+    """Read the instance the CLI's stack would use (the embedded warehouse's unless configured) and report."""
+    import dagster as dg
 
-    return run_doctor(as_json=args.json)
+    from adpipeline.monitoring.doctor import collect, report, unreachable
+    from adpipeline.stack import prepare_dagster_home
+    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
+
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if not url:
+        port = default_server().running_port()
+        if port is None:
+            return unreachable("the embedded warehouse (which holds the Dagster instance) is not running", args.json)
+        url = default_server().dsn(port)
+    home = Path(export_environment(url)["DAGSTER_HOME"])
+    if not (home / "dagster.yaml").exists():
+        prepare_dagster_home(home)
+    try:
+        from adpipeline.definitions import defs
+
+        with dg.DagsterInstance.get() as instance:
+            findings = collect(instance, defs)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach the instance is the finding
+        return unreachable(f"cannot read the Dagster instance: {type(exc).__name__}: {exc}", args.json)
+    return report(findings, args.json)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.transform.project import ensure_manifest
 from adpipeline.warehouse import db
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
@@ -77,7 +78,7 @@ def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterat
         ensure_manifest()
         sandbox_url = None
         if sandbox:
-            from adpipeline.sandbox.testing import SandboxProcess
+            from adpipeline.sandbox.process import SandboxProcess
 
             # The sandbox clock follows real time, so "today" means the same to the pipeline and the APIs.
             process = cleanup.enter_context(SandboxProcess(clock="now", extra_args=["--clock-running"]))
@@ -87,11 +88,16 @@ def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterat
 
 
 def point_sources_at_sandbox(base_url: str) -> dict[str, str]:
-    """API base URLs and the sandbox's demo credentials (not secrets: the sandbox accepts only these).
+    """API base URLs, the sandbox's demo credentials (not secrets: the sandbox accepts only these) and the
+    pipeline's clock (the sandbox's: its data is built around its "today").
 
-    Values already in the environment win, so a user can aim one source at the real API."""
+    Values already in the environment win, so a user can aim one source at the real API; the clock is
+    always this sandbox's, which runs with real time here."""
+    from adpipeline.config import get_config
+    from adpipeline.sandbox import breezeway
     from adpipeline.sandbox.environment import demo_environment
 
-    env = {k: v for k, v in demo_environment(base_url).items() if not os.environ.get(k)}
+    offered = {**demo_environment(base_url), **breezeway.demo_environment(base_url, get_config().breezeway.regions)}
+    env = {k: v for k, v in offered.items() if k == CLOCK_URL_ENV or not os.environ.get(k)}
     os.environ.update(env)
     return env

@@ -184,7 +184,7 @@ def main() -> None:
 
     import requests
 
-    from adpipeline.sandbox.testing import SandboxProcess
+    from adpipeline.sandbox.process import SandboxProcess
     from adpipeline.warehouse import db
     from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, EmbeddedServer
 

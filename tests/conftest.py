@@ -1,4 +1,10 @@
-"""Shared fixtures: the test session owns one embedded Postgres server (a real one, no mocks)."""
+"""Shared fixtures: the test session owns one embedded Postgres server and one sandbox process (real ones, no mocks).
+
+Time: the `sandbox` fixture's clock is the one clock of the tests. It is frozen on a fixed day (the sandbox's
+default start) whatever the date is, tests move it with `sandbox.admin.set_clock/advance`, and while a test
+holds the fixture the pipeline reads it through ADPIPELINE_CLOCK_URL (adpipeline/clock.py). Tests without a
+sandbox pass their fixed `now` to what they test. Nothing depends on today's date.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from adpipeline.clock import CLOCK_URL_ENV
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.transform.project import ensure_manifest
 from adpipeline.warehouse import db
 from adpipeline.warehouse.embedded import EmbeddedServer
@@ -77,4 +85,22 @@ def scratch_schema(conn: psycopg.Connection) -> Iterator[str]:
     conn.execute(f"DROP SCHEMA {name} CASCADE")
     conn.commit()
 
-from adpipeline.sandbox.testing import sandbox_process, sandbox  # noqa: F401
+
+@pytest.fixture(scope="session")
+def sandbox_process() -> Iterator[SandboxProcess]:
+    """One sandbox subprocess for the whole session (seed 42, scale 1.0, default clock)."""
+    with SandboxProcess() as process:
+        yield process
+
+
+@pytest.fixture
+def sandbox(sandbox_process: SandboxProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[SandboxProcess]:
+    """The session sandbox, reset (faults, counters, clock, emulation state) before and after each test; the
+    pipeline's clock follows the sandbox's for the test."""
+    if not sandbox_process.running:
+        pytest.fail("the sandbox process died:\n" + sandbox_process.log_tail())
+    sandbox_process.admin.reset()
+    monkeypatch.setenv(CLOCK_URL_ENV, sandbox_process.admin.clock_url)
+    yield sandbox_process
+    if sandbox_process.running:
+        sandbox_process.admin.reset()

@@ -18,11 +18,11 @@ import pytest
 import requests
 from psycopg.types.json import Jsonb
 
+from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.cli import token_rows
 from adpipeline.config import BreezewayRegion, get_config
 from adpipeline.sandbox.breezeway import demo_environment
-from adpipeline.sandbox.state import parse_datetime
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.assets import (
     PEOPLE_KEY,
     PROPERTIES_KEY,
@@ -72,15 +72,6 @@ def calls_by_entity(by_route: dict[str, int]) -> dict[str, int]:
     for route, n in by_route.items():
         out[ENTITY_ROUTES[route]] += n
     return out
-
-
-class SandboxClockBreezeway(BreezewayResource):
-    """Judges token lifetimes by the sandbox's clock (tests move it by days)."""
-
-    sandbox_url: str
-
-    def now(self) -> datetime:
-        return parse_datetime(requests.get(f"{self.sandbox_url}/_admin/clock", timeout=10).json()["now"])
 
 
 @dataclass
@@ -139,9 +130,10 @@ def loaded(warehouse_url: str):
         conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'breezeway'")
         conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 'breezeway'")
     env = pytest.MonkeyPatch()
-    for name, value in demo_environment(sandbox.base_url).items():
+    for name, value in demo_environment(sandbox.base_url, CONFIG.breezeway.regions).items():
         env.setenv(name, value)
-    ctx = Loaded(sandbox, {"breezeway": SandboxClockBreezeway(sandbox_url=sandbox.base_url),
+    env.setenv(CLOCK_URL_ENV, sandbox.admin.clock_url)  # this module's own sandbox tells the time
+    ctx = Loaded(sandbox, {"breezeway": BreezewayResource(),
                            "warehouse": WarehouseResource(url=warehouse_url)}, build_assets(CONFIG))
     for region in REGIONS:
         result = ctx.run(region, mode="full")
@@ -291,7 +283,7 @@ def test_a_region_with_bad_credentials_fails_alone_and_is_reported(loaded: Loade
     assert status["mammoth"]["health"] == "EXPIRED" and "Invalid client credentials" in status["mammoth"]["last_error"]
     assert status["austin"]["health"] == "HEALTHY" and status["austin"]["generation_count"] == 1
 
-    monkeypatch.setenv(region.client_secret_var, demo_environment(loaded.sandbox.base_url)[region.client_secret_var])
+    monkeypatch.setenv(region.client_secret_var, demo_environment(loaded.sandbox.base_url, [region])[region.client_secret_var])
     loaded.sandbox.admin.advance(61)  # the failed attempt used this minute's auth call
     assert loaded.run("mammoth", RESERVATIONS_KEY).success
     assert loaded.checks("all_scopes_loaded")["reservations.all_scopes_loaded"].passed

@@ -14,7 +14,7 @@ import requests
 
 from adpipeline.http import ApiError, ErrorKind, RetryPolicy
 from adpipeline.sandbox.breezeway.data import client_id, client_secret
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.auth import PLATFORM, BreezewayAuth, Credentials, jwt_expiry
 from adpipeline.sources.breezeway.client import BreezewayClient
 from adpipeline.warehouse.tokens import TokenStore

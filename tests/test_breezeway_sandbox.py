@@ -11,7 +11,7 @@ import requests
 
 from adpipeline.sandbox import DEFAULT_CLOCK_START
 from adpipeline.sandbox.breezeway.data import client_id, client_secret, company_data
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 
 AUTH = "/breezeway/public/auth/v1/"
 REFRESH = "/breezeway/public/auth/v1/refresh"

@@ -163,10 +163,10 @@ def test_token_checks_read_only_non_secret_columns(warehouse_url, conn, monkeypa
     conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 't_tok'")
     conn.commit()
     TokenStore(warehouse_url).put(Token("t_tok", "default", access_token="secret-token-value",
-                                        expires_at=datetime.now(timezone.utc) + timedelta(days=10),
-                                        last_checked_at=datetime.now(timezone.utc) - timedelta(hours=3)))
+                                        expires_at=NOW + timedelta(days=10),
+                                        last_checked_at=NOW - timedelta(hours=3)))
     monkeypatch.setenv("ADPIPELINE_TOKEN_KEY", "A" * 43 + "=")  # a different key: checks must not need the real one
-    checks = meta_style_token_checks(["t_checks", "feed"], platform="t_tok", scope="default")
+    checks = meta_style_token_checks(["t_checks", "feed"], platform="t_tok", scope="default", clock=lambda: NOW)
     result = dg.materialize([feed, *checks], resources={"warehouse": WarehouseResource()},
                             selection=dg.AssetSelection.checks(*checks))
     evaluations = _evaluations(result)

@@ -26,7 +26,7 @@ from adpipeline.transform.project import (
     dbt_project,
     ensure_manifest,
     manifest_is_stale,
-    require_manifest,
+    load_manifest,
 )
 from adpipeline.transform.resources import PASSWORD_VAR, dbt_environment, environment
 
@@ -95,10 +95,18 @@ def project_copy(tmp_path: Path) -> DbtProject:
     return DbtProject(project_dir=copy, profiles_dir=copy)
 
 
-def test_missing_manifest_is_a_clear_error_naming_the_command(project_copy: DbtProject):
+def test_a_missing_manifest_is_built_when_the_definitions_load(project_copy: DbtProject):
+    assert not project_copy.manifest_path.exists()
+    path = load_manifest(project_copy)
+    assert path == project_copy.manifest_path and "fct_ad_performance_daily" in path.read_text()
+    assert not manifest_is_stale(project_copy)
+
+
+def test_a_manifest_that_cannot_be_built_is_a_clear_error_naming_the_command(project_copy: DbtProject):
+    (project_copy.project_dir / "dbt_project.yml").write_text("name: [not, a, project\n")
     with pytest.raises(ManifestMissingError) as error:
-        require_manifest(project_copy)
-    assert PREPARE_COMMAND in str(error.value)
+        load_manifest(project_copy)
+    assert PREPARE_COMMAND in str(error.value) and "dbt parse" in str(error.value)
 
 
 def test_manifest_is_stale_when_missing_or_older_than_a_dbt_file(project_copy: DbtProject):
@@ -115,7 +123,7 @@ def test_manifest_is_stale_when_missing_or_older_than_a_dbt_file(project_copy: D
 def test_the_checkout_manifest_is_fresh_after_ensure_manifest():
     ensure_manifest()
     assert not manifest_is_stale(dbt_project)
-    assert project_module.require_manifest() == dbt_project.manifest_path
+    assert project_module.load_manifest() == dbt_project.manifest_path
 
 
 # ---- the dbt project ------------------------------------------------------------------------------------

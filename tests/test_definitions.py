@@ -60,3 +60,24 @@ def test_definitions_load_without_database_network_or_environment():
                               env={**env, "DAGSTER_HOME": ""}, capture_output=True, text=True, timeout=180, cwd=PROJECT)
     assert validate.returncode == 0, validate.stdout + validate.stderr
     assert "All code locations passed validation" in validate.stdout + validate.stderr
+
+
+def test_a_fresh_clone_validates_with_the_venvs_own_commands_and_no_built_manifest(tmp_path):
+    """What a newcomer runs: `.venv/bin/dagster definitions validate` in a clone without dbt_project/target,
+    the venv not activated (dbt is not on PATH): the manifest is built and the venv's own dbt is used."""
+    clone = tmp_path / "clone"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (PROJECT / name).is_file():  # tracked files as the checkout has them (edits included)
+            (clone / name).parent.mkdir(parents=True, exist_ok=True)
+            (clone / name).write_bytes((PROJECT / name).read_bytes())
+    assert not (clone / "dbt_project" / "target").exists()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "BREEZEWAY_", "GA4_", "ADPIPELINE_",
+                                                                     "DAGSTER_", "VIRTUAL_ENV", "UV_"))}
+    env.update({"PATH": "/usr/bin:/bin", "PYTHONPATH": str(clone)})  # the clone's package, not the checkout's
+    validate = subprocess.run([str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w",
+                               "workspace.yaml"], cwd=clone, env=env, capture_output=True, text=True, timeout=600)
+    output = validate.stdout + validate.stderr
+    assert validate.returncode == 0, output[-4000:]
+    assert "All code locations passed validation" in output
+    assert (clone / "dbt_project" / "target" / "manifest.json").exists()

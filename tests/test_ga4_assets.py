@@ -18,7 +18,7 @@ from psycopg.rows import dict_row
 
 from adpipeline.config import get_config, parse_config
 from adpipeline.sandbox.ga4 import demo_environment
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.ga4.assets import restatement_partition_keys
 from adpipeline.sources.ga4.definitions import build_defs
 from adpipeline.sources.ga4.reports import LANDING_PAGE_EVENTS, REPORT_METADATA, REPORTS, TRAFFIC_ACQUISITION, Report

@@ -18,7 +18,7 @@ import requests
 
 from adpipeline.http import ApiError, AuthError, ErrorKind, RetryPolicy, ThrottledError, TransientError
 from adpipeline.sandbox.ga4 import demo_environment
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.ga4.auth import CredentialsError, Ga4Auth, load_credentials_info
 from adpipeline.sources.ga4.client import Ga4Client, QuotaPolicy
 from adpipeline.sources.ga4.reports import LANDING_PAGE_EVENTS, TRAFFIC_ACQUISITION

@@ -15,7 +15,7 @@ from google.oauth2 import service_account
 
 from adpipeline.sandbox.ga4 import demo_environment
 from adpipeline.sandbox.ga4.data import Dataset, aggregate
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 
 SCOPES = ["https://www.googleapis.com/auth/analytics.readonly"]
 RESORTS, LODGES, PARTNER = "310000001", "310000002", "310000003"

@@ -31,7 +31,7 @@ from adpipeline.http import (
     redact,
     register_secret,
 )
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 
 ITEMS = "/_selftest/items"
 CANARY = "CANARY-SECRET-12345"

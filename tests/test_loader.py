@@ -9,7 +9,6 @@ from datetime import date
 from decimal import Decimal
 
 import pandas as pd
-import psycopg
 import pytest
 
 from adpipeline.warehouse.loader import LoadError, Table, load

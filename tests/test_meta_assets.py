@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +11,10 @@ import psycopg
 import pytest
 import requests
 
+from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.config import get_config
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.meta import tables
 from adpipeline.sources.meta.assets import ACCOUNT_INSIGHTS, AD_ACCOUNTS, ADS, ADS_INSIGHTS, ADSETS, CAMPAIGNS
 from adpipeline.sources.meta.definitions import build_defs
@@ -35,11 +35,10 @@ class Meta:
     def __init__(self, sandbox: SandboxProcess, warehouse_url: str) -> None:
         self.sandbox = sandbox
         self.url = warehouse_url
-        self.defs = build_defs(clock=sandbox.admin.now)
+        self.defs = build_defs()  # its checks' clock is the pipeline's, which follows the sandbox's
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
-            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", clock_url=f"{sandbox.base_url}/_admin/clock",
-                                 retry_base_delay=0.01),
+            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01),
         }
 
     def run(self, *keys: dg.AssetKey, days: tuple[str, str] | dg.PartitionKeyRange | None = None,
@@ -182,7 +181,7 @@ def test_a_28_day_restatement_converges_to_the_emulations_truth(meta):
     assert len(materializations(late, ADS_INSIGHTS)) == len(materializations(late, ACCOUNT_INSIGHTS)) == 28
     assert metadata(late, ADS_INSIGHTS)["rows_deleted"] == len(vanished)
     kinds = dict(meta.rows("SELECT sync_type, count(*) FROM ops.etl_sync_log WHERE entity = 'ads_insights'"
-                           " AND started_at > now() - interval '1 hour' AND window_start >= '2026-10-26'"
+                           " AND window_start >= '2026-10-26'"
                            " AND dagster_run_id = %s GROUP BY 1", late.run_id))
     assert kinds == {"restatement": 27 * 3, "incremental": 3}  # yesterday is also in the hourly window
 
@@ -247,6 +246,12 @@ def test_checks_catch_a_dropped_day_and_skewed_spend(meta):
     healthy = evaluations(loaded)
     assert all(e.passed for e in healthy.values()), {k: e.description for k, e in healthy.items() if not e.passed}
     assert "21 account-days complete" in healthy["meta/ads_insights:completeness"].description
+    assert healthy["meta/ads_insights:lateness"].metadata["lateness_hours"].value < 1  # loaded at 10:00, due 10:00
+    # the lateness check reads the pipeline's clock: five hours on (15:00 in Jamaica, 06-22 hourly), it is late
+    meta.sandbox.admin.advance(5 * 3600)
+    stale = meta.check("lateness")["lateness"]
+    assert not stale.passed and stale.severity == dg.AssetCheckSeverity.ERROR, stale.description
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
 
     meta.script(drop=[{"account_id": DENVER, "date": "2026-11-18"}],
                 skew=[{"account_id": LONDON, "date": "2026-11-19", "factor": 1.05}])
@@ -295,8 +300,11 @@ def test_an_expired_token_fails_fast_with_the_recovery_step(meta, monkeypatch):
 
 
 def test_definitions_carry_the_conventions_and_load_without_the_environment(monkeypatch):
-    for name in ("META_ACCESS_TOKEN", "META_GRAPH_URL", "META_SANDBOX_CLOCK_URL"):
+    for name in ("META_ACCESS_TOKEN", "META_GRAPH_URL"):
         monkeypatch.delenv(name, raising=False)
+    # nothing may be reached while the definitions load: no clock, no database, no API
+    monkeypatch.setenv(CLOCK_URL_ENV, "http://127.0.0.1:9/never")
+    monkeypatch.setenv("ADPIPELINE_WAREHOUSE_URL", "postgresql://nobody@127.0.0.1:9/never")
     defs = build_defs(get_config())
     specs = {s.key: s for a in defs.assets for s in a.specs}
     assert set(specs) == {AD_ACCOUNTS, CAMPAIGNS, ADSETS, ADS, ADS_INSIGHTS, ACCOUNT_INSIGHTS,
@@ -307,4 +315,3 @@ def test_definitions_carry_the_conventions_and_load_without_the_environment(monk
     assert insights.backfill_policy == dg.BackfillPolicy.single_run()
     blocking = {c.key.name for a in defs.asset_checks for c in a.check_specs if c.blocking}
     assert blocking == {"spend_reconciles", "spend_non_negative"}
-    assert isinstance(datetime.now(), datetime) and date.today()  # nothing above needed a network or database

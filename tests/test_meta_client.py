@@ -25,7 +25,7 @@ from adpipeline.http import (
     clear_registered_secrets,
 )
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.meta.client import (
     ALL_STATUSES,
     ENTITY_FIELDS,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 import requests
 
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 
 JAMAICA, DENVER, LONDON = "act_100000000000001", "act_100000000000002", "act_100000000000003"
 WINDOWS = ["1d_click", "7d_click", "28d_click", "1d_view"]
@@ -245,9 +246,9 @@ def test_data_is_determined_by_the_seed_and_generated_lazily_at_scale(sandbox):
     sandbox.admin.reset()
     assert truth(sandbox, LONDON, "2026-11-05") == first
     with SandboxProcess(seed=42, scale=2000) as big:  # 96,000 ads in one account: only one page is built
-        started = datetime.now()
+        started = time.monotonic()
         answer = graph(big, f"{JAMAICA}/insights", **insights_params("2026-11-05", limit=500))
         assert answer.ok and len(answer.json()["data"]) > 0 and answer.json()["paging"].get("next")
-        assert (datetime.now() - started).total_seconds() < 10
+        assert time.monotonic() - started < 10
     with SandboxProcess(seed=7) as other:
         assert truth(other, LONDON, "2026-11-05") != first

@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN, demo_environment
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.meta.assets import AD_ACCOUNTS
 from adpipeline.sources.meta.auth import ACCESS_TOKEN
 from adpipeline.sources.meta.definitions import build_defs
@@ -32,11 +32,10 @@ class Tokens:
         self.sandbox, self.url = sandbox, warehouse_url
         self.start = sandbox.admin.now()  # the demo token expires 60 days after this (its first use)
         assert requests.get(f"{sandbox.base_url}/_admin/meta/tokens", timeout=10).ok
-        self.defs = build_defs(clock=sandbox.admin.now)
+        self.defs = build_defs()  # the pipeline's clock follows the sandbox's (ADPIPELINE_CLOCK_URL)
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
-            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0",
-                                 clock_url=f"{sandbox.base_url}/_admin/clock", retry_base_delay=0.01),
+            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01),
         }
 
     def days_left(self, days: float) -> None:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from adpipeline.sandbox import DEFAULT_CLOCK_START
-from adpipeline.sandbox.testing import SandboxProcess
+from adpipeline.sandbox.process import SandboxProcess
 
 ITEMS = "/_selftest/items"
 SELFTEST_ONLY = ["adpipeline.sandbox._selftest"]  # extra processes here need no API emulation

@@ -122,7 +122,7 @@ def test_concurrent_refreshes_serialise_on_the_row_lock(store):
 
 def test_canary_never_reaches_logs_exceptions_or_cli_output(store, warehouse_url, warehouse_home, caplog):
     caplog.set_level(logging.DEBUG)
-    store.put(Token("meta", "t_canary", access_token=CANARY, expires_at=datetime.now(timezone.utc) + timedelta(days=3)))
+    store.put(Token("meta", "t_canary", access_token=CANARY, expires_at=NOW + timedelta(days=3)))
     token = store.get("meta", "t_canary")
     logging.getLogger("adpipeline.test").warning("token in use: %s (%r)", token.access_token, token)
     try:

@@ -17,11 +17,12 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import Any, Callable, Iterator, Protocol
 
 import requests
 
+from adpipeline import clock
 from adpipeline.http import fastjson
 from adpipeline.http.errors import ApiError, ErrorKind
 from adpipeline.http.redact import SENSITIVE_FIELDS, install_log_redaction, redact, register_secret
@@ -74,7 +75,7 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, (when - clock.now()).total_seconds())
 
 
 def _full_url(url: str, params: dict[str, Any] | None) -> str:

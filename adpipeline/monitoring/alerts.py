@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from adpipeline import clock
 from adpipeline.http.redact import redact
 
 log = logging.getLogger("adpipeline.alerts")
@@ -41,13 +42,13 @@ def raise_alert(conn: psycopg.Connection, alert: Alert) -> bool:
     if open_row and open_row[1] == alert.severity:
         return False
     if open_row:
-        conn.execute("UPDATE ops.alerts SET resolved_at = now() WHERE id = %s", (open_row[0],))
+        conn.execute("UPDATE ops.alerts SET resolved_at = %s WHERE id = %s", (clock.now(), open_row[0]))
     title, message = redact(alert.title), redact(alert.message)
     conn.execute(
-        "INSERT INTO ops.alerts (severity, source, scope, signal, asset_key, title, message, dedupe_key, dagster_run_id)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "INSERT INTO ops.alerts (severity, source, scope, signal, asset_key, title, message, dedupe_key, dagster_run_id,"
+        " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (alert.severity, alert.source, alert.scope, alert.signal, alert.asset_key, title, message, alert.dedupe_key,
-         alert.dagster_run_id),
+         alert.dagster_run_id, clock.now()),
     )
     conn.commit()
     log.log(_LOG_LEVEL[alert.severity], "[%s] %s: %s", alert.severity.upper(), title, message)
@@ -57,18 +58,18 @@ def raise_alert(conn: psycopg.Connection, alert: Alert) -> bool:
 def resolve_alert(conn: psycopg.Connection, dedupe_key: str, message: str) -> bool:
     """Close an open alert and record an info 'resolved' one; True if something was open."""
     rows = conn.execute(
-        "UPDATE ops.alerts SET resolved_at = now() WHERE dedupe_key = %s AND resolved_at IS NULL"
+        "UPDATE ops.alerts SET resolved_at = %s WHERE dedupe_key = %s AND resolved_at IS NULL"
         " AND severity <> 'info' RETURNING signal, title, source, scope, asset_key",
-        (dedupe_key,),
+        (at := clock.now(), dedupe_key),
     ).fetchall()
     if not rows:
         conn.commit()
         return False
     signal, title, source, scope, asset_key = rows[0]
     conn.execute(
-        "INSERT INTO ops.alerts (severity, source, scope, signal, asset_key, title, message, dedupe_key, resolved_at)"
-        " VALUES ('info', %s, %s, %s, %s, %s, %s, %s, now())",
-        (source, scope, signal, asset_key, f"resolved: {title}", redact(message), dedupe_key),
+        "INSERT INTO ops.alerts (severity, source, scope, signal, asset_key, title, message, dedupe_key, created_at,"
+        " resolved_at) VALUES ('info', %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (source, scope, signal, asset_key, f"resolved: {title}", redact(message), dedupe_key, at, at),
     )
     conn.commit()
     log.info("[RESOLVED] %s: %s", title, redact(message))

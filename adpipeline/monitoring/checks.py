@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import dagster as dg
 import psycopg
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.monitoring import thresholds as T
 from adpipeline.monitoring.cadence import lateness
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import Token, token_states
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -205,7 +202,7 @@ CheckFn = Callable[[psycopg.Connection, datetime], Evaluation]
 
 
 def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: str, evaluate: CheckFn,
-                *, clock: Callable[[], datetime] = now_utc, blocking: bool = False) -> dg.AssetChecksDefinition:
+                *, clock: Callable[[], datetime] = pipeline_clock.now, blocking: bool = False) -> dg.AssetChecksDefinition:
     """A standalone @asset_check that runs `evaluate(conn, now)` on the warehouse. Non-blocking unless it is
     a data-quality check that protects marts from wrong numbers (never a threshold check)."""
 

@@ -8,12 +8,11 @@ runtime, an ERROR check failing), 3 when the instance itself cannot be reached.
 from __future__ import annotations
 
 import json
-import os
-from datetime import datetime, timezone
-from pathlib import Path
+from datetime import datetime
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.monitoring.health import (
     CRITICAL,
     OK,
@@ -30,7 +29,7 @@ EXIT_OK, EXIT_CRITICAL, EXIT_UNREACHABLE = 0, 2, 3
 
 
 def collect(instance: dg.DagsterInstance, defs: dg.Definitions, now: datetime | None = None) -> list[Finding]:
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.system_now()  # Dagster stamps its records with the host clock
     findings = daemon_findings(instance, now)
     findings += instigator_findings(instance, expected_instigators(defs), now)
     findings += stuck_run_findings(instance, now)
@@ -53,27 +52,8 @@ def render(findings: list[Finding]) -> str:
     return "\n".join(lines)
 
 
-def run_doctor(as_json: bool = False) -> int:
-    from adpipeline.stack import prepare_dagster_home
-    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
-
-    url = os.environ.get(WAREHOUSE_URL_ENV)
-    if not url:
-        port = default_server().running_port()
-        if port is None:
-            return _unreachable("the embedded warehouse (which holds the Dagster instance) is not running", as_json)
-        url = default_server().dsn(port)
-    env = export_environment(url)
-    home = Path(env["DAGSTER_HOME"])
-    if not (home / "dagster.yaml").exists():
-        prepare_dagster_home(home)
-    try:
-        from adpipeline.definitions import defs
-
-        with dg.DagsterInstance.get() as instance:
-            findings = collect(instance, defs)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the instance is the finding
-        return _unreachable(f"cannot read the Dagster instance: {type(exc).__name__}: {exc}", as_json)
+def report(findings: list[Finding], as_json: bool = False) -> int:
+    """Print the findings (a table or JSON); the exit code they mean."""
     if as_json:
         print(json.dumps({"findings": [f.as_dict() for f in findings],
                           "critical": sum(f.severity == CRITICAL for f in findings)}, indent=2))
@@ -82,7 +62,8 @@ def run_doctor(as_json: bool = False) -> int:
     return EXIT_CRITICAL if any(f.severity == CRITICAL for f in findings) else EXIT_OK
 
 
-def _unreachable(message: str, as_json: bool) -> int:
+def unreachable(message: str, as_json: bool = False) -> int:
+    """Print that the instance cannot be read; EXIT_UNREACHABLE."""
     from adpipeline.http.redact import redact
 
     message = redact(message)

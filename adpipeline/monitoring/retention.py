@@ -3,6 +3,7 @@
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.warehouse.resource import WarehouseResource
 
 SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest success and latest attempt
@@ -14,16 +15,16 @@ RESOLVED_ALERT_DAYS = 90
 def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     with warehouse.connection() as conn:
         sync_rows = conn.execute(
-            "DELETE FROM ops.etl_sync_log l WHERE started_at < now() - make_interval(days => %s)"
+            "DELETE FROM ops.etl_sync_log l WHERE started_at < %s - make_interval(days => %s)"
             " AND status <> 'running'"
             " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
             "                ORDER BY source, scope, entity, started_at DESC)"
             " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
             "                WHERE status = 'success' ORDER BY source, scope, entity, started_at DESC)",
-            (SYNC_LOG_DAYS,),
+            (now := clock.now(), SYNC_LOG_DAYS),
         ).rowcount
         alert_rows = conn.execute(
-            "DELETE FROM ops.alerts WHERE resolved_at < now() - make_interval(days => %s)", (RESOLVED_ALERT_DAYS,)
+            "DELETE FROM ops.alerts WHERE resolved_at < %s - make_interval(days => %s)", (now, RESOLVED_ALERT_DAYS)
         ).rowcount
     context.log.info(f"purged {sync_rows} sync-log row(s) and {alert_rows} resolved alert(s)")
 

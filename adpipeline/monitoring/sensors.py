@@ -7,10 +7,10 @@ ASSET_CHECK_EVALUATION events of every run (a cursor over the event log) and rai
 
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.monitoring.alerts import Alert, raise_alert, resolve_alert
 from adpipeline.monitoring.checks import evaluate_refresh_job_ran
 from adpipeline.monitoring.health import CRITICAL, Instigator, instigator_findings, stuck_run_findings
@@ -76,13 +76,13 @@ def watchdog_sensor(expected: Sequence[Instigator]) -> dg.SensorDefinition:
                description="Alerts when a schedule or sensor of this code location is stopped or not ticking when "
                            "due, a run exceeds its max runtime, or the Meta token job has not run for 2 hours.")
     def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
-        now = datetime.now(timezone.utc)
+        now = clock.system_now()  # Dagster stamps ticks and runs with the host clock
         findings = instigator_findings(context.instance, [i for i in expected if i.name != "watchdog"], now)
         findings += stuck_run_findings(context.instance, now)
         critical = 0
         with warehouse.connection() as conn:
             for token in token_states(conn, "meta"):
-                evaluation = evaluate_refresh_job_ran(token, now, f"meta token ({token.scope})")
+                evaluation = evaluate_refresh_job_ran(token, clock.now(), f"meta token ({token.scope})")
                 dedupe = f"watchdog:token_job:{token.scope}"
                 if evaluation.passed:
                     resolve_alert(conn, dedupe, evaluation.description)

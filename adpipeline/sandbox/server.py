@@ -50,9 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from_args(args: argparse.Namespace) -> SandboxSettings:
     clock_start, running = None, bool(args.clock_running)
     if args.clock == "now":
-        from datetime import datetime, timezone
+        from adpipeline.clock import system_now
 
-        clock_start, running = datetime.now(timezone.utc), True
+        clock_start, running = system_now(), True
     elif args.clock:
         clock_start = parse_datetime(args.clock)
     settings = SandboxSettings(

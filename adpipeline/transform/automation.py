@@ -12,9 +12,10 @@ dbt runs one at a time (pool `dbt`), so a burst of source runs queues dbt runs i
 
 from __future__ import annotations
 
-import time
 
 import dagster as dg
+
+from adpipeline import clock
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -51,7 +52,7 @@ def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefini
             day = tags["dagster/partition/date"]
             requests.append(dg.RunRequest(run_key=f"ga4:{day}:{run.run_id}", job_name=ga4_job.name, partition_key=day))
         if selected & model_sources:
-            hour = int(time.time() // 3600)  # one rebuild per hour however many source runs finish
+            hour = int(clock.system_now().timestamp() // 3600)  # one rebuild per hour however many source runs finish
             requests.append(dg.RunRequest(run_key=f"models:{hour}", job_name=models_job.name))
         return requests or dg.SkipReason(f"run {run.run_id[:8]} feeds no dbt model")
 

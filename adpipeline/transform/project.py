@@ -3,7 +3,8 @@
 This module imports without a manifest and without touching a database (`dagster-dbt project
 prepare-and-package --file adpipeline/transform/project.py` imports it to build the manifest).
 `ensure_manifest()` (re)builds `dbt_project/target/manifest.json` with `dbt parse` when it is missing or
-older than any file of the dbt project; the CLI start-up, the test session and the Makefile call it.
+older than any file of the dbt project; loading the definitions calls it (`load_manifest`), so a fresh
+clone needs no preparation step, and a fresh manifest costs only a walk of the project's file times.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 from dagster_dbt import DbtProject
 from filelock import FileLock
+
+from adpipeline import clock
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,12 @@ PARTIAL_PARSE = "partial_parse.msgpack"
 _SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml", "selectors.yml")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+
+
+def dbt_executable() -> str:
+    """The dbt of this Python environment (the venv's own, so no PATH set-up is needed), else `dbt` on PATH."""
+    own = Path(sys.executable).with_name("dbt")
+    return str(own) if own.exists() else "dbt"
 
 
 class ManifestMissingError(RuntimeError):
@@ -80,13 +89,14 @@ def _parse(project: DbtProject, target: Path) -> None:
     from dagster_dbt import DbtCliResource
 
     log.info("preparing the dbt manifest (dbt parse) of %s", project.project_dir)
-    started = time.time()
+    started = clock.system_now().timestamp()  # a file mtime: the host's clock
     scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
     try:
         partial = target / PARTIAL_PARSE
         if partial.exists():
             shutil.copy2(partial, scratch / PARTIAL_PARSE)  # dbt re-parses only what changed
-        DbtCliResource(project_dir=project).cli(["parse", "--quiet"], target_path=scratch).wait()
+        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
+            ["parse", "--quiet"], target_path=scratch).wait()
         if not (scratch / "manifest.json").exists():
             raise ManifestMissingError(f"dbt parse wrote no manifest.json into {scratch}")
         if (scratch / PARTIAL_PARSE).exists():
@@ -98,18 +108,23 @@ def _parse(project: DbtProject, target: Path) -> None:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def require_manifest(project: DbtProject = dbt_project) -> Path:
-    """The manifest path for loading definitions; a clear error naming the command when it is missing."""
-    if not project.manifest_path.exists():
+def load_manifest(project: DbtProject = dbt_project) -> Path:
+    """The manifest the definitions load, built first when it is missing or stale — as dagster-dbt's
+    `prepare_if_dev` does under `dagster dev`, but for every loader, so `dagster definitions validate` or
+    `dagster dev` on a fresh clone just work. A stale manifest that cannot be rebuilt (a read-only image)
+    is used with a warning; a missing one that cannot be built is a clear error naming the command."""
+    try:
+        return ensure_manifest(project)
+    except Exception as exc:  # noqa: BLE001 - dbt's own errors, reported with the way out
+        if project.manifest_path.exists():
+            log.warning("the dbt manifest %s is stale and could not be rebuilt (%s: %s); using it as it is",
+                        project.manifest_path, type(exc).__name__, exc)
+            return project.manifest_path
         raise ManifestMissingError(
-            f"the dbt manifest {project.manifest_path} does not exist, so the dbt assets cannot be defined. "
-            f"Build it with `{PREPARE_COMMAND}` (or `make manifest`); `adpipeline dev|demo` and the test "
-            "suite build it automatically."
-        )
-    if manifest_is_stale(project):
-        log.warning("the dbt manifest %s is older than the dbt project; rebuild it with `%s`",
-                    project.manifest_path, PREPARE_COMMAND)
-    return project.manifest_path
+            f"the dbt manifest {project.manifest_path} does not exist and `dbt parse` failed "
+            f"({type(exc).__name__}: {exc}), so the dbt assets cannot be defined. Fix the dbt project, then build "
+            f"the manifest with `{PREPARE_COMMAND}` (or `make manifest`)."
+        ) from exc
 
 
 if __name__ == "__main__":  # `python -m adpipeline.transform.project`: build the manifest if stale

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dagster_dbt import DbtCliResource
 from psycopg.conninfo import conninfo_to_dict
 
-from adpipeline.transform.project import dbt_project
+from adpipeline.transform.project import dbt_executable, dbt_project
 
 PASSWORD_VAR = "DBT_ENV_SECRET_ADPIPELINE_PASSWORD"
 FIELD_VARS = {
@@ -61,4 +61,5 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
 
 
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, global_config_flags=["--no-use-colors"])
+    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(),
+                          global_config_flags=["--no-use-colors"])

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from adpipeline import clock
 from adpipeline.warehouse.db import connect
 from adpipeline.warehouse.loader import LoadResult, Table, load
 
@@ -78,9 +79,9 @@ def fail_abandoned(conn: psycopg.Connection, source: str, scope: str, entity: st
             continue  # its writer still holds the lock: a live sync
         try:
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = clock_timestamp(), error = %s"
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, error = %s"
                 " WHERE id = %s AND status = 'running'",
-                (f"abandoned: the process running this sync (run {run_id or 'unknown'}) ended without finishing it",
+                (clock.now(), f"abandoned: the process running this sync (run {run_id or 'unknown'}) ended without finishing it",
                  row_id),
             )
             failed += 1
@@ -118,8 +119,8 @@ def sync(
         fail_abandoned(conn, source, scope, entity)
         sync_id = conn.execute(
             "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
-            " dagster_run_id) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s) RETURNING id",
-            (source, scope, entity, sync_type, start, end, run_id),
+            " dagster_run_id, started_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s) RETURNING id",
+            (source, scope, entity, sync_type, start, end, run_id, clock.now()),
         ).fetchone()[0]
         conn.commit()
         handle = Sync(conn=conn, id=sync_id, source=source, scope=scope, entity=entity)
@@ -128,18 +129,18 @@ def sync(
             calls = api_calls() if api_calls else handle.api_calls
             r = handle.result
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = clock_timestamp(), records_processed = %s,"
+                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = %s, records_processed = %s,"
                 " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s WHERE id = %s",
-                (r.processed, r.inserted, r.updated, r.deleted, calls, sync_id),
+                (clock.now(), r.processed, r.inserted, r.updated, r.deleted, calls, sync_id),
             )
             conn.commit()
         except BaseException as exc:
             conn.rollback()
             calls = api_calls() if api_calls else handle.api_calls
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = clock_timestamp(), api_calls = %s, error = %s"
+                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, api_calls = %s, error = %s"
                 " WHERE id = %s",
-                (calls, _describe(exc), sync_id),
+                (clock.now(), calls, _describe(exc), sync_id),
             )
             conn.commit()
             raise

@@ -24,6 +24,7 @@ import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg.rows import dict_row
 
+from adpipeline import clock
 from adpipeline.http.redact import register_secret
 from adpipeline.warehouse.db import connect
 from adpipeline.warehouse.embedded import adpipeline_home, is_embedded, warehouse_url
@@ -159,8 +160,8 @@ class TokenStore:
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in values if c not in ("platform", "scope"))
         conn.execute(
             f"INSERT INTO ops.platform_tokens ({cols}) VALUES ({', '.join(['%s'] * len(values))})"
-            f" ON CONFLICT (platform, scope) DO UPDATE SET {updates}, updated_at = now()",
-            list(values.values()),
+            f" ON CONFLICT (platform, scope) DO UPDATE SET {updates}, updated_at = %s",
+            [*values.values(), clock.now()],
         )
 
     def get(self, platform: str, scope: str) -> Token | None:

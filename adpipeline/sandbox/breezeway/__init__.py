@@ -40,6 +40,9 @@ Admin (under /_admin/breezeway, never counted):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from starlette.routing import BaseRoute
 
 from adpipeline.sandbox.breezeway.api import BreezewayEmulation, build_admin_routes, build_routes
@@ -65,13 +68,12 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
     return build_admin_routes(_emulation(state))
 
 
-def demo_environment(base_url: str) -> dict[str, str]:
-    """Env vars pointing the pipeline at this emulation: the API URL and, per configured region, the
-    sandbox's demo credentials for its company (not secrets: only the sandbox accepts them)."""
-    from adpipeline.config import get_config
-
+def demo_environment(base_url: str, regions: Iterable[Any] = ()) -> dict[str, str]:
+    """Env vars pointing the pipeline at this emulation: the API URL and, per region given (anything with
+    company_id, client_id_var and client_secret_var: the caller's config, which the sandbox never reads),
+    the sandbox's demo credentials for its company (not secrets: only the sandbox accepts them)."""
     env = {"BREEZEWAY_API_URL": f"{base_url.rstrip('/')}{PREFIX}"}
-    for region in get_config().breezeway.regions:
+    for region in regions:
         env[region.client_id_var] = client_id(region.company_id)
         env[region.client_secret_var] = client_secret(region.company_id)
     return env

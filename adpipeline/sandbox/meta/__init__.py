@@ -22,16 +22,13 @@ API_VERSION = "v24.0"
 def demo_environment(base_url: str) -> dict[str, str]:
     """Environment that points the pipeline's Meta source at a sandbox serving on `base_url`.
 
-    The credentials are the sandbox's demo values (it accepts nothing else), not secrets.
-    META_SANDBOX_CLOCK_URL lets the pipeline ask the sandbox what "today" is, since its clock is
-    usually not the wall clock."""
+    The credentials are the sandbox's demo values (it accepts nothing else), not secrets."""
     base = base_url.rstrip("/")
     return {
         "META_GRAPH_URL": f"{base}{PREFIX}/{API_VERSION}",
         "META_ACCESS_TOKEN": DEMO_ACCESS_TOKEN,
         "META_APP_ID": DEMO_APP_ID,
         "META_APP_SECRET": DEMO_APP_SECRET,
-        "META_SANDBOX_CLOCK_URL": f"{base}/_admin/clock",
     }
 
 

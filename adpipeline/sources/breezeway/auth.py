@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.http import ApiClient, ApiError, ErrorKind
 from adpipeline.warehouse.tokens import Token, TokenStore
 
@@ -24,10 +25,6 @@ AUTH_PATH = "/public/auth/v1/"
 REFRESH_PATH = "/public/auth/v1/refresh"
 REFRESH_MARGIN = timedelta(minutes=5)
 AUTH_MIN_INTERVAL = timedelta(seconds=60)
-
-
-def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -59,7 +56,7 @@ class BreezewayAuth:
         http: ApiClient,
         *,
         missing_credentials: str = "client credentials are not configured",
-        clock: Callable[[], datetime] = now_utc,
+        clock: Callable[[], datetime] = pipeline_clock.now,
         sleep: Callable[[float], None] = time.sleep,
         margin: timedelta = REFRESH_MARGIN,
         min_interval: timedelta = AUTH_MIN_INTERVAL,

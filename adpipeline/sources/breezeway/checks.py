@@ -18,6 +18,7 @@ from datetime import datetime
 import dagster as dg
 import psycopg
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.config import SourcesConfig
 from adpipeline.monitoring import thresholds as T
 from adpipeline.monitoring.checks import (
@@ -25,7 +26,6 @@ from adpipeline.monitoring.checks import (
     all_scopes_loaded_check,
     build_check,
     lateness_check,
-    now_utc,
     token_health_check,
 )
 from adpipeline.sources.breezeway.assets import (
@@ -110,7 +110,7 @@ def evaluate_row_count_guard(conn: psycopg.Connection, entity: str, regions: Seq
     return Evaluation(None, f"{what}: row counts of consecutive full reconciliations are stable", metadata)
 
 
-def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = now_utc) -> list[dg.AssetChecksDefinition]:
+def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipeline_clock.now) -> list[dg.AssetChecksDefinition]:
     regions = [r.code for r in config.breezeway.regions]
     tz, cadences = config.reporting_timezone, config.cadences
     checks = [

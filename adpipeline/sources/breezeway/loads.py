@@ -22,6 +22,7 @@ import dagster as dg
 import psycopg
 from psycopg import sql
 
+from adpipeline import clock
 from adpipeline.config import BreezewayRegion
 from adpipeline.http import ApiError, ErrorKind
 from adpipeline.sources.breezeway.client import BreezewayClient
@@ -76,9 +77,9 @@ def mark_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Coll
                  where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> int:
     """Rows of the region (within `where`) that a full pass did not see: deleted upstream, as of now."""
     extra = sql.SQL(" AND ") + where if where is not None else sql.SQL("")
-    statement = sql.SQL("UPDATE {t} SET deleted_at = now() WHERE region_code = %s AND deleted_at IS NULL"
+    statement = sql.SQL("UPDATE {t} SET deleted_at = %s WHERE region_code = %s AND deleted_at IS NULL"
                         " AND NOT (id = ANY(%s)){extra}").format(t=table.ident, extra=extra)
-    return conn.execute(statement, (region, list(seen), *params)).rowcount
+    return conn.execute(statement, (clock.now(), region, list(seen), *params)).rowcount
 
 
 # ---- shared plumbing -----------------------------------------------------------------------------
@@ -211,7 +212,7 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
     store = warehouse.token_store()
     with warehouse.connection() as conn:
         cursor, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations")
-    sync_type = choose_sync_type(settings.mode, cursor, last_full, datetime.now(timezone.utc),
+    sync_type = choose_sync_type(settings.mode, cursor, last_full, clock.now(),
                                  timedelta(days=settings.full_every_days), failed_last)
     params: dict[str, Any] = {"checkout_date_ge": history_start}  # explicit: never the API's default
     since = None
@@ -266,7 +267,7 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
 
 def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway: BreezewayResource,
                warehouse: WarehouseResource, run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
-    now = datetime.now(timezone.utc)
+    now = clock.now()
     with warehouse.connection() as conn:
         cursor, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks")
         property_ids = [r[0] for r in conn.execute(

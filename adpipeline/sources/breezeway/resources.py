@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.config import BreezewayRegion
 from adpipeline.http import RetryPolicy
 from adpipeline.sources.breezeway.auth import BreezewayAuth, Credentials
@@ -36,10 +37,6 @@ class BreezewayResource(dg.ConfigurableResource):
     def base_url(self) -> str:
         return (self.api_url or _env(API_URL_ENV) or DEFAULT_API_URL).rstrip("/")
 
-    def now(self) -> datetime:
-        """The clock tokens are judged by (tests point it at the sandbox's clock)."""
-        return datetime.now(timezone.utc)
-
     def credentials(self, region: BreezewayRegion) -> tuple[Credentials | None, str]:
         """(credentials, or None and a sentence naming what is missing)."""
         client_id, secret = _env(region.client_id_var), _env(region.client_secret_var)
@@ -58,7 +55,7 @@ class BreezewayResource(dg.ConfigurableResource):
         )
         credentials, missing = self.credentials(region)
         client.auth = BreezewayAuth(
-            region.code, credentials, store, client, missing_credentials=missing, clock=self.now,
+            region.code, credentials, store, client, missing_credentials=missing, clock=clock.now,
             margin=timedelta(seconds=self.refresh_margin_seconds),
             min_interval=timedelta(seconds=self.auth_min_interval_seconds),
         )

@@ -14,12 +14,13 @@ stop the others in the same run; the run then fails naming it.
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.config import Ga4Property, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
 from adpipeline.http.errors import ApiError
@@ -46,7 +47,7 @@ def ga4_partitions(config: SourcesConfig) -> dg.MultiPartitionsDefinition:
 def restatement_partition_keys(config: SourcesConfig, now: datetime | None = None) -> list[dg.MultiPartitionKey]:
     """The partitions a scheduled pull re-runs: per property, its today and the `restatement_days` before
     (in the property's zone), limited to partitions that exist."""
-    now = now or datetime.now(timezone.utc)
+    now = now or clock.now()
     existing = set(ga4_partitions(config).get_partitions_def_for_dimension(DATE).get_partition_keys(current_time=now))
     keys = []
     for prop in config.ga4.properties:

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import requests
 
+from adpipeline import clock
 from adpipeline.http.errors import ApiError, ErrorKind
 from adpipeline.http.redact import register_secret
 from adpipeline.warehouse.tokens import Token, TokenStore
@@ -71,7 +72,7 @@ class Ga4Auth:
         name: str = "GA4_CREDENTIALS",
         store: TokenStore | None = None,
         session: requests.Session | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        now: Callable[[], datetime] = clock.now,
     ) -> None:
         self.info = info
         self.name = name
@@ -186,7 +187,7 @@ class Ga4Auth:
                            scope=self.name) from None
         register_secret(creds.token)
         # google-auth dates the expiry on the wall clock; keep the lifetime, on this object's clock
-        lifetime = (creds.expiry.replace(tzinfo=timezone.utc) - datetime.now(timezone.utc) if creds.expiry
+        lifetime = (creds.expiry.replace(tzinfo=timezone.utc) - clock.system_now() if creds.expiry
                     else timedelta(minutes=55))
         return creds.token, self.now() + lifetime
 

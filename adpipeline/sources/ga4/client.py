@@ -17,12 +17,13 @@ import enum
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import requests
 
+from adpipeline import clock
 from adpipeline.http import ApiClient, ApiError, ErrorKind, OffsetPaging, RequestSpec, RetryPolicy
 from adpipeline.sources.ga4.auth import Ga4Auth
 
@@ -30,10 +31,6 @@ DEFAULT_BASE_URL = "https://analyticsdata.googleapis.com"
 MAX_PAGE_SIZE = 250_000  # GA4 never returns more rows per request, whatever the limit
 PACIFIC = ZoneInfo("America/Los_Angeles")
 _PROPERTY = re.compile(r"properties/(\d+):runReport")
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def seconds_to_next_hour(now: datetime) -> float:
@@ -157,7 +154,7 @@ class Ga4Client(ApiClient):
         base_url: str = DEFAULT_BASE_URL,
         *,
         auth: Ga4Auth,
-        now: Callable[[], datetime] = utc_now,
+        now: Callable[[], datetime] = clock.now,
         quota: QuotaPolicy | None = None,
         retry: RetryPolicy | None = None,
         **kwargs: Any,

@@ -16,6 +16,7 @@ from typing import Any
 
 import dagster as dg
 
+from adpipeline import clock
 from adpipeline.config import MetaAccount, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
 from adpipeline.http import ApiError, ErrorKind, redact
@@ -237,7 +238,7 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                     backfill_policy=dg.BackfillPolicy.single_run())
     def insights(context: dg.AssetExecutionContext, meta: MetaResource, warehouse: WarehouseResource):
         days = sorted(date.fromisoformat(key) for key in context.partition_keys)
-        now = meta.now()
+        now = clock.now()
         todo: list[tuple[MetaAccount, date]] = []
         future: list[str] = []
         for account in accounts:

@@ -22,11 +22,12 @@ from typing import Any
 
 import dagster as dg
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.config import SourcesConfig
 from adpipeline.conventions import OWNER
 from adpipeline.http import ApiError, ErrorKind, RequestSpec, RetryPolicy, register_secret
 from adpipeline.monitoring import thresholds as T
-from adpipeline.monitoring.checks import Evaluation, build_check, meta_style_token_checks, now_utc
+from adpipeline.monitoring.checks import Evaluation, build_check, meta_style_token_checks
 from adpipeline.sources.meta.client import MetaClient
 from adpipeline.sources.meta.resources import TOKEN_PLATFORM, TOKEN_SCOPE, MetaResource
 from adpipeline.warehouse.resource import WarehouseResource
@@ -244,7 +245,7 @@ def _scopes_check(clock: Callable[[], datetime]) -> dg.AssetChecksDefinition:
                        "when it lacks business_management (named).", evaluate, clock=clock)
 
 
-def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = now_utc):
+def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = pipeline_clock.now):
     """(asset, job, schedule, checks) of the token lifecycle."""
     meta_config = config.meta
 
@@ -259,7 +260,7 @@ def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = n
                         dg.EnvVar(meta_config.app_secret_env).get_value(),
                         retry=RetryPolicy(max_attempts=meta.retry_attempts, base_delay=meta.retry_base_delay,
                                           max_total_seconds=120))
-        now = meta.now()
+        now = pipeline_clock.now()
         outcome = maintain(warehouse.token_store(), auth, now, dg.EnvVar(meta.access_token_env).get_value())
         token = outcome.token
         if token.status in ("expired", "invalid"):

@@ -19,6 +19,7 @@ from decimal import Decimal
 import dagster as dg
 import psycopg
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.config import SourcesConfig
 from adpipeline.monitoring import thresholds
 from adpipeline.monitoring.checks import (
@@ -26,7 +27,6 @@ from adpipeline.monitoring.checks import (
     all_scopes_loaded_check,
     build_check,
     lateness_check,
-    now_utc,
 )
 from adpipeline.sources.meta.assets import AD_ACCOUNTS, ADS_INSIGHTS, HIERARCHY_KEYS, SOURCE
 
@@ -174,7 +174,7 @@ def _data_check(name: str, description: str, evaluate: Callable[[psycopg.Connect
     return build_check(ADS_INSIGHTS, name, description, evaluate, clock=clock, blocking=blocking)
 
 
-def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = now_utc) -> list[dg.AssetChecksDefinition]:
+def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipeline_clock.now) -> list[dg.AssetChecksDefinition]:
     accounts = [a.id for a in config.meta.accounts]
     days = config.meta.attribution_window_days
     feed = {"source": SOURCE, "scopes": accounts, "cron": config.cadences.meta_hourly,

@@ -7,8 +7,8 @@ from datetime import datetime
 
 import dagster as dg
 
+from adpipeline import clock as pipeline_clock
 from adpipeline.config import SourcesConfig, get_config
-from adpipeline.monitoring.checks import now_utc
 from adpipeline.sources.meta.assets import build_assets
 from adpipeline.sources.meta.auth import build_token_defs
 from adpipeline.sources.meta.checks import build_checks
@@ -17,7 +17,7 @@ from adpipeline.sources.meta.resources import MetaResource
 from adpipeline.sources.meta.schedules import build_schedules
 
 
-def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datetime] = now_utc) -> dg.Definitions:
+def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datetime] = pipeline_clock.now) -> dg.Definitions:
     """`clock` is what the checks take as "now" (tests pass the sandbox's)."""
     config = config or get_config()
     if not config.meta.accounts:

@@ -1,20 +1,17 @@
-"""The Meta resource: where the Graph API is, which token to use, what time it is."""
+"""The Meta resource: where the Graph API is and which token to use."""
 
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from typing import Any
 
 import dagster as dg
-import requests
 
 from adpipeline.http import ApiError, ErrorKind, RetryPolicy
 from adpipeline.sources.meta.client import MetaClient
 from adpipeline.warehouse.resource import WarehouseResource
 
 GRAPH_URL_ENV = "META_GRAPH_URL"
-SANDBOX_CLOCK_ENV = "META_SANDBOX_CLOCK_URL"
 TOKEN_PLATFORM, TOKEN_SCOPE = "meta", "default"
 
 
@@ -29,7 +26,6 @@ class MetaResource(dg.ConfigurableResource):
     api_version: str = "v24.0"
     graph_url: str | None = None  # default: $META_GRAPH_URL, else https://graph.facebook.com/{api_version}
     access_token_env: str = "META_ACCESS_TOKEN"
-    clock_url: str | None = None  # sandbox only ($META_SANDBOX_CLOCK_URL): "today" comes from its clock
     page_limit: int = 1000
     slow_down_at: float = 75.0  # usage percent above which calls are spaced out
     max_wait_seconds: float = 600.0  # per call; an account throttled for longer fails for this run
@@ -39,15 +35,6 @@ class MetaResource(dg.ConfigurableResource):
     def base_url(self) -> str:
         return (self.graph_url or os.environ.get(GRAPH_URL_ENV)
                 or f"https://graph.facebook.com/{self.api_version}").rstrip("/")
-
-    def now(self) -> datetime:
-        """The time that decides each account's "today". The sandbox's clock when it stands in for Meta."""
-        url = self.clock_url or os.environ.get(SANDBOX_CLOCK_ENV)
-        if not url:
-            return datetime.now(timezone.utc)
-        answer = requests.get(url, timeout=10)
-        answer.raise_for_status()
-        return datetime.fromisoformat(answer.json()["now"].replace("Z", "+00:00"))
 
     def access_token(self, warehouse: WarehouseResource) -> str:
         env_value = dg.EnvVar(self.access_token_env).get_value()

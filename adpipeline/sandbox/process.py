@@ -1,12 +1,11 @@
-"""Run the sandbox as a subprocess from tests: `SandboxProcess` and the pytest fixtures.
+"""The sandbox as a child process: `SandboxProcess` starts it and `SandboxAdmin` drives its /_admin API.
 
-    def test_x(sandbox):                       # fresh state: faults, counters, clock reset per test
+    with SandboxProcess(clock="2026-11-23T12:00:00Z") as sandbox:
         sandbox.admin.add_faults([{"path": "/meta/*", "status": 503, "count": 2}])
         requests.get(sandbox.base_url + "/meta/...")
         assert sandbox.admin.count("GET /meta/{version}/act_{id}/insights") == 3
 
-Enable in a conftest with `from adpipeline.sandbox.testing import sandbox_process, sandbox  # noqa: F401`.
-This module imports pytest; product code must not import it.
+Used by the stack (demo, dev), the benchmarks and the tests' fixtures (tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -21,9 +20,8 @@ import time
 from collections import deque
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
 import requests
 
 from adpipeline.sandbox.server import READY_PREFIX
@@ -45,6 +43,11 @@ class SandboxAdmin:
         if response.status_code >= 400:
             raise RuntimeError(f"sandbox admin {method} {path} -> {response.status_code}: {response.text}")
         return response.json()
+
+    @property
+    def clock_url(self) -> str:
+        """Where the sandbox tells its time (what ADPIPELINE_CLOCK_URL points at)."""
+        return f"{self.base_url}/_admin/clock"
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
@@ -193,21 +196,3 @@ class SandboxProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@pytest.fixture(scope="session")
-def sandbox_process() -> Iterator[SandboxProcess]:
-    """One sandbox subprocess for the whole session (seed 42, scale 1.0, default clock)."""
-    with SandboxProcess() as process:
-        yield process
-
-
-@pytest.fixture
-def sandbox(sandbox_process: SandboxProcess) -> Iterator[SandboxProcess]:
-    """The session sandbox, reset (faults, counters, clock, emulation state) before and after each test."""
-    if not sandbox_process.running:
-        pytest.fail("the sandbox process died:\n" + sandbox_process.log_tail())
-    sandbox_process.admin.reset()
-    yield sandbox_process
-    if sandbox_process.running:
-        sandbox_process.admin.reset()

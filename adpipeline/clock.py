@@ -1,0 +1,61 @@
+"""What time it is: the project's one clock. Nothing else in `adpipeline/` reads the time of day.
+
+`now()` is the pipeline's time: the day a feed is on, token lifetimes, lateness, sync-log stamps.
+It is the host's clock, unless ADPIPELINE_CLOCK_URL names a clock to follow — the sandbox's
+`/_admin/clock`, set by the stack (demo, dev) and the tests when the sources point at the sandbox, whose
+clock is usually not the wall clock (tests freeze it on a fixed day).
+
+`system_now()` is the host's clock itself, for what is stamped by the host rather than by the pipeline:
+Dagster's own records (daemon heartbeats, ticks, run times), google-auth's token expiry, and the
+sandbox's clock when it runs with real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from datetime import datetime, timedelta, timezone
+
+CLOCK_URL_ENV = "ADPIPELINE_CLOCK_URL"
+_local = threading.local()
+_offsets: dict[str, timedelta] = {}  # clock URL -> its last known lead over the host's clock
+log = logging.getLogger(__name__)
+
+
+class ClockUnavailable(RuntimeError):
+    """The clock named by ADPIPELINE_CLOCK_URL did not answer."""
+
+
+def system_now() -> datetime:
+    """The host's clock, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+def now() -> datetime:
+    """The pipeline's time, in UTC: ADPIPELINE_CLOCK_URL's answer when set, else the host's clock."""
+    url = os.environ.get(CLOCK_URL_ENV)
+    return _remote(url) if url else system_now()
+
+
+def _remote(url: str) -> datetime:
+    import requests
+
+    session = getattr(_local, "session", None)
+    if session is None:  # one keep-alive session per thread: a clock read is a local round trip, ~1 ms
+        session = _local.session = requests.Session()
+    try:
+        answer = session.get(url, timeout=10)
+        answer.raise_for_status()
+        value = answer.json()["now"]
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        if url in _offsets:  # keep time going (a failure must still be stamped) from the last known answer
+            log.warning("the clock at %s did not answer (%s); continuing from its last known time",
+                        url, type(exc).__name__)
+            return system_now() + _offsets[url]
+        raise ClockUnavailable(f"the clock at {CLOCK_URL_ENV}={url} did not answer ({type(exc).__name__}); "
+                               f"unset {CLOCK_URL_ENV} to use the host's clock") from None
+    when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    when = when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    _offsets[url] = when - system_now()
+    return when
