@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh machine with Python 3.11: `make demo` and `make test`.
 # uv (installed into that Python if missing) creates .venv from uv.lock, the versions tested here.
+# The demo runs in exactly the product's environment (--exact: no dev extra, as a newcomer has it);
+# the tests add the dev extra. The dbt manifest is built when the definitions load, if missing or stale.
 PYTHON ?= python3.11
 UV := $(PYTHON) -m uv
 
@@ -8,15 +10,15 @@ UV := $(PYTHON) -m uv
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 
-# the dbt manifest the definitions load (dbt parse; a no-op when it is fresh)
+# the dbt manifest alone (dbt parse; a no-op when it is fresh), e.g. for an image build
 manifest: uv
 	$(UV) run --frozen python -m adpipeline.transform.project
 
-demo: uv manifest
-	$(UV) run --frozen adpipeline demo
+demo: uv
+	$(UV) run --frozen --exact adpipeline demo
 
-dev: uv manifest
-	$(UV) run --frozen adpipeline dev
+dev: uv
+	$(UV) run --frozen --exact adpipeline dev
 
-test: uv manifest
+test: uv
 	$(UV) run --frozen --extra dev pytest

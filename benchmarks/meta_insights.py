@@ -83,11 +83,12 @@ def phase_pipeline(graph_url: str, clock_url: str, days: list[date]) -> dict:
     from adpipeline.warehouse.resource import WarehouseResource
 
     os.environ["META_ACCESS_TOKEN"] = DEMO_ACCESS_TOKEN
+    os.environ["ADPIPELINE_CLOCK_URL"] = clock_url  # "today" is the sandbox's
     with dg.DagsterInstance.ephemeral() as instance:  # import Dagster's run machinery before the clock starts
         dg.materialize([dg.asset(name="warm_up")(lambda: None)], instance=instance)
     defs = build_defs()
     insights = [a for a in defs.assets if ADS_INSIGHTS in a.keys]
-    resources = {"warehouse": WarehouseResource(), "meta": MetaResource(graph_url=graph_url, clock_url=clock_url)}
+    resources = {"warehouse": WarehouseResource(), "meta": MetaResource(graph_url=graph_url)}
     started, cpu = time.perf_counter(), time.process_time()
     with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize(insights, resources=resources, instance=instance,

@@ -10,10 +10,32 @@ from pathlib import Path
 
 import psycopg
 
+from adpipeline.config import get_config
+from adpipeline.sandbox.breezeway.data import client_secret
+from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN, DEMO_APP_SECRET
+from adpipeline.warehouse.tokens import TokenStore
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def test_demo_runs_everything_and_lands_rows(server_home):
+def secrets_the_demo_held(url: str, home: Path, monkeypatch) -> set[str]:
+    """Every secret value the demo had: the sandbox's demo credentials and each token it stored (decrypted
+    with the demo home's own key)."""
+    values = {DEMO_ACCESS_TOKEN, DEMO_APP_SECRET}
+    values |= {client_secret(region.company_id) for region in get_config().breezeway.regions}
+    monkeypatch.setenv("ADPIPELINE_HOME", str(home))
+    monkeypatch.setenv("ADPIPELINE_WAREHOUSE_URL", url)
+    store = TokenStore(url)
+    with psycopg.connect(url) as conn:
+        scopes = conn.execute("SELECT platform, scope FROM ops.platform_tokens").fetchall()
+    assert {platform for platform, _ in scopes} >= {"meta", "breezeway", "ga4"}
+    for platform, scope in scopes:
+        token = store.get(platform, scope)
+        values |= {v for v in (token.access_token, token.refresh_token) if v}
+    return values
+
+
+def test_demo_runs_everything_and_lands_rows(server_home, monkeypatch):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_", "META_", "GA4_",
                                                                      "BREEZEWAY_"))}
     env["ADPIPELINE_HOME"] = str(server_home / "home")
@@ -32,8 +54,11 @@ def test_demo_runs_everything_and_lands_rows(server_home):
                 assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
             failed = conn.execute("SELECT count(*) FROM ops.etl_sync_log WHERE status <> 'success'").fetchone()[0]
             assert failed == 0
-        # the secrets the sandbox hands out never reach the output
-        assert "client_secret" not in output
+        # no secret value the demo held reaches its output (the sandbox's credentials, every stored token)
+        secrets = secrets_the_demo_held(url, server_home / "home", monkeypatch)
+        assert len(secrets) > 10
+        assert [s[:6] + "..." for s in secrets if s in output] == []
+        assert "PRIVATE KEY" not in output  # the GA4 service-account key
     finally:
         subprocess.run([sys.executable, "-m", "adpipeline.cli", "warehouse", "stop"], env=env, cwd=PROJECT,
                        capture_output=True, timeout=120)

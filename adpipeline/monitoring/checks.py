@@ -199,15 +199,21 @@ def evaluate_token_health(tokens: dict[str, Token], *, platform: str, scopes: Se
 # -- builders: standalone asset checks -------------------------------------------------------------
 
 CheckFn = Callable[[psycopg.Connection, datetime], Evaluation]
+# Declared on a check's spec: the checks-only job re-evaluates it on its schedule even when nothing materializes
+# (a signal that changes with time alone: lateness, token lifetimes, failed scopes waiting for a rerun).
+SCHEDULED = "adpipeline/scheduled_check"
 
 
 def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: str, evaluate: CheckFn,
-                *, clock: Callable[[], datetime] = pipeline_clock.now, blocking: bool = False) -> dg.AssetChecksDefinition:
+                *, clock: Callable[[], datetime] = pipeline_clock.now, blocking: bool = False,
+                scheduled: bool = False) -> dg.AssetChecksDefinition:
     """A standalone @asset_check that runs `evaluate(conn, now)` on the warehouse. Non-blocking unless it is
-    a data-quality check that protects marts from wrong numbers (never a threshold check)."""
+    a data-quality check that protects marts from wrong numbers (never a threshold check). `scheduled` marks
+    it for the checks-only job (`SCHEDULED` in its metadata)."""
 
     @dg.asset_check(asset=dg.AssetKey(asset_key) if not isinstance(asset_key, dg.AssetKey) else asset_key,
-                    name=name, description=description, blocking=blocking)
+                    name=name, description=description, blocking=blocking,
+                    metadata={SCHEDULED: True} if scheduled else None)
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as conn:
             return evaluate(conn, clock()).result()
@@ -230,7 +236,7 @@ def lateness_check(asset_key, *, source: str, entity: str, scopes: Sequence[str]
     limits = _limits(threshold)
     return build_check(asset_key, name, f"Lateness against cadence '{cron}' ({timezone}) from ops.etl_sync_log: "
                        f"WARN above {limits['warn_threshold_hours']} h, ERROR above {limits['error_threshold_hours']} h.",
-                       evaluate, **kw)
+                       evaluate, scheduled=True, **kw)
 
 
 def all_scopes_loaded_check(asset_key, *, source: str, entity: str, scopes: Sequence[str],
@@ -241,7 +247,7 @@ def all_scopes_loaded_check(asset_key, *, source: str, entity: str, scopes: Sequ
         return evaluate_all_scopes_loaded(latest_attempts(conn, source, entity), scopes=scopes, what=what)
 
     return build_check(asset_key, name, "ERROR while the latest load of any expected scope failed or never ran "
-                       "(partial data is never reported as success).", evaluate, **kw)
+                       "(partial data is never reported as success).", evaluate, scheduled=True, **kw)
 
 
 def meta_style_token_checks(asset_key, *, platform: str, scope: str, **kw) -> list[dg.AssetChecksDefinition]:
@@ -253,13 +259,13 @@ def meta_style_token_checks(asset_key, *, platform: str, scope: str, **kw) -> li
     what = f"{platform} token ({scope})"
     return [
         build_check(asset_key, "token_lifetime", "Token lifetime left: WARN below 14 days, ERROR below 7 days or "
-                    "expired.", lambda conn, now: evaluate_token_lifetime(token(conn), now, what), **kw),
+                    "expired.", lambda conn, now: evaluate_token_lifetime(token(conn), now, what), scheduled=True, **kw),
         build_check(asset_key, "token_data_access", "Data-access expiry: WARN below 14 days, ERROR when expired.",
-                    lambda conn, now: evaluate_data_access(token(conn), now, what), **kw),
+                    lambda conn, now: evaluate_data_access(token(conn), now, what), scheduled=True, **kw),
         build_check(asset_key, "token_refresh_attempt", "WARN when the last refresh attempt failed while the token "
-                    "is still valid.", lambda conn, now: evaluate_refresh_attempt(token(conn), what), **kw),
+                    "is still valid.", lambda conn, now: evaluate_refresh_attempt(token(conn), what), scheduled=True, **kw),
         build_check(asset_key, "token_job_ran", "ERROR when the token job has not run for more than 2 hours.",
-                    lambda conn, now: evaluate_refresh_job_ran(token(conn), now, what), **kw),
+                    lambda conn, now: evaluate_refresh_job_ran(token(conn), now, what), scheduled=True, **kw),
     ]
 
 
@@ -272,5 +278,5 @@ def token_health_check(asset_key, *, platform: str, scopes: Sequence[str], name:
         return evaluate_token_health(tokens, platform=platform, scopes=scopes, now=now, what=what)
 
     return build_check(asset_key, name, "ERROR when a scope's token is expired or invalid (re-authenticate); WARN "
-                       "when its last refresh failed.", evaluate, **kw)
+                       "when its last refresh failed.", evaluate, scheduled=True, **kw)
 

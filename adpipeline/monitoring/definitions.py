@@ -9,19 +9,21 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
+from adpipeline.monitoring.checks import SCHEDULED
 from adpipeline.monitoring.health import expected_instigators
 from adpipeline.monitoring.retention import purge_ops_history_job
 from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, watchdog_sensor
 
-# Checks re-evaluated every 15 minutes even when nothing materializes: a stopped pipeline turns red by itself.
-MONITORING_CHECK_PREFIXES = ("lateness", "token_", "all_scopes_loaded")
 CHECKS_CRON = "*/15 * * * *"
 PURGE_CRON = "45 3 * * *"
 
 
 def monitoring_check_keys(sources: dg.Definitions) -> list[dg.AssetCheckKey]:
-    keys = sources.resolve_asset_graph().asset_check_keys
-    return sorted((k for k in keys if k.name.startswith(MONITORING_CHECK_PREFIXES)), key=lambda k: k.to_user_string())
+    """The checks that declare themselves scheduled (`SCHEDULED` in their spec's metadata): re-evaluated every
+    15 minutes even when nothing materializes, so a stopped pipeline turns red by itself."""
+    keys = {spec.key for checks in sources.asset_checks or [] for spec in checks.check_specs
+            if spec.metadata.get(SCHEDULED)}
+    return sorted(keys, key=lambda k: k.to_user_string())
 
 
 def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions:

@@ -242,7 +242,7 @@ def _scopes_check(clock: Callable[[], datetime]) -> dg.AssetChecksDefinition:
                                     f"and exchange a new token (`{RECOVERY_COMMAND}`)", meta)
 
     return build_check(ACCESS_TOKEN, "token_scopes", "ERROR when the token lacks ads_read/ads_management, WARN "
-                       "when it lacks business_management (named).", evaluate, clock=clock)
+                       "when it lacks business_management (named).", evaluate, clock=clock, scheduled=True)
 
 
 def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = pipeline_clock.now):
