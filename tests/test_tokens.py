@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from adpipeline import clock
 from adpipeline.monitoring.thresholds import TokenHealth, token_health
 from adpipeline.warehouse.tokens import KEY_ENV, OLD_KEYS_ENV, Keyring, Token, TokenStore, TokenStoreError
 
@@ -122,7 +123,8 @@ def test_concurrent_refreshes_serialise_on_the_row_lock(store):
 
 def test_canary_never_reaches_logs_exceptions_or_cli_output(store, warehouse_url, warehouse_home, caplog):
     caplog.set_level(logging.DEBUG)
-    store.put(Token("meta", "t_canary", access_token=CANARY, expires_at=NOW + timedelta(days=3)))
+    # the CLI below judges by the pipeline's clock (the host's here: no sandbox): 3 days left there
+    store.put(Token("meta", "t_canary", access_token=CANARY, expires_at=clock.now() + timedelta(days=3)))
     token = store.get("meta", "t_canary")
     logging.getLogger("adpipeline.test").warning("token in use: %s (%r)", token.access_token, token)
     try:

@@ -69,7 +69,7 @@ def latest_attempts(conn: psycopg.Connection, source: str, entity: str) -> dict[
     """scope -> (status, error, finished_at) of its most recent finished attempt."""
     rows = conn.execute(
         "SELECT DISTINCT ON (scope) scope, status, error, finished_at FROM ops.etl_sync_log"
-        " WHERE source = %s AND entity = %s AND status <> 'running' ORDER BY scope, finished_at DESC",
+        " WHERE source = %s AND entity = %s AND status <> 'running' ORDER BY scope, finished_at DESC, id DESC",
         (source, entity),
     ).fetchall()
     return {scope: (status, error, finished) for scope, status, error, finished in rows}

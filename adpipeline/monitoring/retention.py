@@ -18,9 +18,9 @@ def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResour
             "DELETE FROM ops.etl_sync_log l WHERE started_at < %s - make_interval(days => %s)"
             " AND status <> 'running'"
             " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
-            "                ORDER BY source, scope, entity, started_at DESC)"
+            "                ORDER BY source, scope, entity, started_at DESC, id DESC)"
             " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
-            "                WHERE status = 'success' ORDER BY source, scope, entity, started_at DESC)",
+            "                WHERE status = 'success' ORDER BY source, scope, entity, started_at DESC, id DESC)",
             (now := clock.now(), SYNC_LOG_DAYS),
         ).rowcount
         alert_rows = conn.execute(

@@ -84,9 +84,9 @@ def evaluate_row_count_guard(conn: psycopg.Connection, entity: str, regions: Seq
     """Rows seen by each region's latest full reconciliation against the one before it."""
     rows = conn.execute(
         "SELECT scope, records_processed, finished_at FROM (SELECT scope, records_processed, finished_at,"
-        "   row_number() OVER (PARTITION BY scope ORDER BY finished_at DESC) AS n FROM ops.etl_sync_log"
+        "   row_number() OVER (PARTITION BY scope ORDER BY finished_at DESC, id DESC) AS n FROM ops.etl_sync_log"
         "   WHERE source = %s AND entity = %s AND sync_type = 'full' AND status = 'success' AND scope = ANY(%s)) s"
-        " WHERE n <= 2 ORDER BY scope, finished_at DESC", (SOURCE, entity, list(regions))).fetchall()
+        " WHERE n <= 2 ORDER BY scope, n", (SOURCE, entity, list(regions))).fetchall()
     latest: dict[str, list[int]] = {}
     for scope, processed, _ in rows:
         latest.setdefault(scope, []).append(processed)

@@ -115,7 +115,7 @@ def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str
         " AND sync_type = 'full' AND status = 'success'", (SOURCE, region, entity)).fetchone()[0]
     latest = conn.execute(
         "SELECT status FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s AND status <> 'running'"
-        " ORDER BY started_at DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
+        " ORDER BY started_at DESC, id DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
     return cursor, last_full, bool(latest and latest[0] == "failed")
 
 

@@ -59,7 +59,7 @@ def evaluate_completeness(conn: psycopg.Connection, accounts: Sequence[str], day
             "SELECT DISTINCT ON (scope, window_start) scope, window_start, status, records_processed, error"
             " FROM ops.etl_sync_log WHERE source = %s AND entity = 'ads_insights' AND status <> 'running'"
             " AND window_start = window_end AND window_start BETWEEN %s AND %s"
-            " ORDER BY scope, window_start, finished_at DESC", (SOURCE, first, last)
+            " ORDER BY scope, window_start, finished_at DESC, id DESC", (SOURCE, first, last)
         ).fetchall()
     }
     stored = {
