@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import psutil
 
@@ -21,12 +23,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def code_location_status(port: int, timeout: float = 180) -> tuple[str, str]:
+    """(loadStatus, what the location resolved to) of the adpipeline code location, once it stopped loading."""
+    query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus " \
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            entries = json.loads(response.read())["data"]["workspaceOrError"]["locationEntries"]
+        (entry,) = [e for e in entries if e["name"] == "adpipeline"]
+        loaded = entry["locationOrLoadError"] or {}
+        if entry["loadStatus"] == "LOADED" or time.monotonic() > deadline:
+            return entry["loadStatus"], loaded.get("__typename", "") + loaded.get("message", "")
+        time.sleep(1)
+
+
 def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
     tmp_path = server_home
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_", "VIRTUAL_ENV"))}
     env["ADPIPELINE_HOME"] = str(tmp_path / "home")
-    proc = subprocess.Popen([sys.executable, "-m", "adpipeline.cli", "dev", "--port", str(port)], env=env,
+    env["PATH"] = "/usr/bin:/bin"  # as `.venv/bin/adpipeline dev` from a shell without the venv activated
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("adpipeline")), "dev", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline, info = time.monotonic() + 180, None
@@ -38,6 +58,7 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
             except OSError:
                 time.sleep(1)
         assert info and "dagster_webserver_version" in info, proc.stdout.read() if proc.poll() is not None else ""
+        assert code_location_status(port) == ("LOADED", "RepositoryLocation")  # not "Failed"
         descendants = psutil.Process(proc.pid).children(recursive=True)
         assert any("dagster" in " ".join(p.cmdline()) for p in descendants)
         assert EmbeddedServer(tmp_path / "home").running_port() is not None
