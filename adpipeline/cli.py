@@ -169,9 +169,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     """Read the instance the CLI's stack would use (the embedded warehouse's unless configured) and report."""
-    import dagster as dg
-
-    from adpipeline.monitoring.doctor import collect, report, unreachable
+    from adpipeline.monitoring.doctor import diagnose, unreachable
     from adpipeline.stack import prepare_dagster_home
     from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
@@ -184,14 +182,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     home = Path(export_environment(url)["DAGSTER_HOME"])
     if not (home / "dagster.yaml").exists():
         prepare_dagster_home(home)
-    try:
+
+    def load_defs():
         from adpipeline.definitions import defs
 
-        with dg.DagsterInstance.get() as instance:
-            findings = collect(instance, defs)
-    except Exception as exc:  # noqa: BLE001 - any failure to reach the instance is the finding
-        return unreachable(f"cannot read the Dagster instance: {type(exc).__name__}: {exc}", args.json)
-    return report(findings, args.json)
+        return defs
+
+    return diagnose(load_defs, args.json)
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,8 +14,13 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
+from psycopg.conninfo import conninfo_to_dict
 
+from adpipeline.http.redact import redact
 from adpipeline.warehouse.embedded import EmbeddedServer
+
+
+SSL_REQUEST = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")  # Postgres protocol: "may I use SSL?"
 
 
 def postmasters(pgdata: Path) -> list[psutil.Process]:
@@ -62,7 +68,7 @@ def test_reuse_is_cheap_and_keeps_the_same_dsn(server):
     started = time.monotonic()
     assert server.ensure_started() == first
     assert time.monotonic() - started < 2
-    assert first.startswith("postgresql://postgres@127.0.0.1:") and first.endswith("/warehouse")
+    assert first.startswith("postgresql://postgres:") and "@127.0.0.1:" in first and first.endswith("/warehouse")
 
 
 def test_restart_works_after_kill_9_of_the_starter(server):
@@ -109,3 +115,67 @@ def test_as_root_the_server_runs_as_its_own_user(server):
     server.ensure_started()
     (postmaster,) = postmasters(server.pgdata)
     assert postmaster.username() == "embedded_postgres"
+
+
+def _connect_as_postgres(host: str, port: int, password: str | None = None) -> psycopg.Connection:
+    # passfile: no ~/.pgpass may supply a password behind the test's back
+    return psycopg.connect(host=host, port=port, user="postgres", dbname="warehouse", password=password,
+                           passfile="/nonexistent", connect_timeout=10)
+
+
+def test_a_client_without_the_password_is_refused_on_tcp_and_the_unix_socket(server, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = server.ensure_started()
+    params = conninfo_to_dict(url)
+    port = int(params["port"])
+    assert len(params["password"]) >= 20
+    password_file = server.root / "password"
+    assert password_file.read_text().strip() == params["password"]
+    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    assert params["password"] not in redact(f"warehouse {url}")  # registered: masked in every log record
+    for host in ("127.0.0.1", str(server.pgdata)):  # TCP and the unix socket
+        for password in (None, "wrong-password"):
+            with pytest.raises(psycopg.OperationalError, match="password"):
+                _connect_as_postgres(host, port, password).close()
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_data_directory_made_with_trust_auth_is_upgraded_on_the_next_start(server, monkeypatch):
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    url = server.ensure_started()
+    with psycopg.connect(url, autocommit=True) as conn:  # turn it into what initdb --auth=trust made
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+        conn.execute("ALTER ROLE postgres PASSWORD NULL")
+        (server.pgdata / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
+        conn.execute("SELECT pg_reload_conf()")
+    (server.root / "password").unlink()
+    server.stop()
+    upgraded = server.ensure_started()
+    assert upgraded != url  # a new password
+    port = int(conninfo_to_dict(upgraded)["port"])
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        _connect_as_postgres("127.0.0.1", port).close()
+    with psycopg.connect(upgraded) as conn:
+        assert conn.execute("SELECT x FROM kept").fetchone() == (7,)
+
+
+def test_restart_keeps_the_port_while_old_connections_are_in_time_wait(server):
+    url = server.ensure_started()
+    port = int(conninfo_to_dict(url)["port"])
+    # A client that is closed by the server and only then closes its end (it reads EOF, writes nothing) leaves
+    # the server's side of the connection in TIME_WAIT on the server's port. (psycopg's close writes a
+    # Terminate message into the dead connection, which resets it instead.)
+    held = socket.create_connection(("127.0.0.1", port))
+    held.sendall(SSL_REQUEST)
+    assert held.recv(1) == b"N"
+    assert server.stop() is True
+    assert held.recv(100) == b""
+    held.close()
+    time_wait = subprocess.run(["ss", "-Htan", "state", "time-wait", f"( sport = :{port} )"], capture_output=True,
+                               text=True).stdout
+    assert time_wait.strip(), "the test needs a socket in TIME_WAIT on the server's port"
+    assert server.ensure_started() == url
+    with psycopg.connect(url) as conn:  # a client that kept the old DSN reconnects
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -21,7 +24,7 @@ from dagster._daemon.types import DaemonHeartbeat
 
 from adpipeline.monitoring.doctor import collect
 from adpipeline.monitoring.freshness import policy_for
-from adpipeline.monitoring.health import CRITICAL
+from adpipeline.monitoring.health import CRITICAL, OK, WARNING
 from adpipeline.monitoring.sensors import check_alert_sensor, watchdog_sensor
 from adpipeline.monitoring.health import expected_instigators
 from adpipeline.stack import prepare_dagster_home
@@ -220,3 +223,122 @@ def test_a_run_past_its_max_runtime_is_critical(instance, defs):
         assert [f for f in collect(instance, defs) if f.kind == "run" and f.subject == run.run_id]
     finally:
         instance.delete_run(run.run_id)
+
+
+@dg.asset(key=["t_mon", "slow_feed"])
+def slow_feed() -> None:
+    """A stand-in asset whose check can be held mid-evaluation."""
+
+
+def _check_record_status(instance, key: dg.AssetCheckKey):
+    record = instance.event_log_storage.get_latest_asset_check_execution_by_key([key]).get(key)
+    return record.status.value if record else None
+
+
+def _materialize_held(instance, check, gate) -> tuple[threading.Thread, dict]:
+    """Start a run of slow_feed and its check in a thread; returns once the check's evaluation is planned
+    and its step is waiting on `gate`."""
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=dg.materialize([slow_feed, check], instance=instance,
+                                                                                   raise_on_error=False)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not gate.waiting.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gate.waiting.is_set(), "the check step never started"
+    return thread, outcome
+
+
+class Gate:
+    def __init__(self) -> None:
+        self.waiting, self.release = threading.Event(), threading.Event()
+
+    def wait(self) -> None:
+        self.waiting.set()
+        assert self.release.wait(60)
+
+
+def test_doctor_reports_a_check_whose_evaluation_is_in_flight(instance):
+    """Dagster stores ASSET_CHECK_EVALUATION_PLANNED before the evaluation: doctor reads the latest FINISHED one."""
+    gate = Gate()
+
+    @dg.asset_check(asset=slow_feed, name=f"t_held_{uuid.uuid4().hex[:6]}")
+    def held() -> dg.AssetCheckResult:
+        gate.wait()
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.ERROR, metadata={"summary": "5 h late"})
+
+    defs = dg.Definitions(assets=[slow_feed], asset_checks=[held])
+    key = held.check_key
+    subject = key.to_user_string()
+
+    thread, outcome = _materialize_held(instance, held, gate)  # never evaluated before: planned only
+    try:
+        assert _check_record_status(instance, key) == "PLANNED"
+        (finding,) = [f for f in collect(instance, defs) if f.subject == subject]
+        assert finding.severity == OK and "not evaluated yet" in finding.message and "in progress" in finding.message
+    finally:
+        gate.release.set()
+        thread.join(60)
+    assert outcome["result"].success
+
+    gate = Gate()
+    thread, outcome = _materialize_held(instance, held, gate)  # a finished evaluation, and a newer one in flight
+    try:
+        (finding,) = [f for f in collect(instance, defs) if f.subject == subject]
+        assert finding.severity == CRITICAL and finding.message.startswith("5 h late") and "in progress" in finding.message
+    finally:
+        gate.release.set()
+        thread.join(60)
+
+
+def test_doctor_reports_a_check_whose_run_ended_before_it_was_evaluated(instance):
+    @dg.asset(key=["t_mon", "broken_feed"])
+    def broken_feed() -> None:
+        raise RuntimeError("extraction failed")
+
+    @dg.asset_check(asset=broken_feed, name=f"t_orphan_{uuid.uuid4().hex[:6]}")
+    def orphan() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    result = dg.materialize([broken_feed, orphan], instance=instance, raise_on_error=False)
+    assert not result.success
+    assert _check_record_status(instance, orphan.check_key) == "PLANNED"  # it stays planned for good
+    defs = dg.Definitions(assets=[broken_feed], asset_checks=[orphan])
+    (finding,) = [f for f in collect(instance, defs) if f.subject == orphan.check_key.to_user_string()]
+    assert finding.severity == WARNING and "not evaluated" in finding.message and result.run_id[:8] in finding.message
+
+
+def _doctor(monkeypatch, capsys, dagster_env, warehouse_url) -> tuple[int, dict]:
+    from adpipeline.cli import cmd_doctor
+
+    for name, value in {**dagster_env, "ADPIPELINE_WAREHOUSE_URL": warehouse_url,
+                        "ADPIPELINE_HOME": os.environ["ADPIPELINE_HOME"]}.items():
+        monkeypatch.setenv(name, value)  # restored afterwards: the CLI exports its environment
+    code = cmd_doctor(argparse.Namespace(json=True))
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_bug_in_doctor_is_reported_as_a_bug_not_as_an_unreachable_instance(monkeypatch, capsys, dagster_env,
+                                                                             warehouse_url):
+    from adpipeline.monitoring import doctor
+
+    def broken(*args, **kwargs):
+        raise AttributeError("'AssetCheckEvaluationPlanned' object has no attribute 'metadata'")
+
+    monkeypatch.setattr(doctor, "collect", broken)
+    code, out = _doctor(monkeypatch, capsys, dagster_env, warehouse_url)
+    assert code == 5 == doctor.EXIT_INTERNAL
+    (finding,) = out["findings"]
+    assert finding["kind"] == "doctor" and "AttributeError" in finding["message"] and "bug" in finding["message"]
+    assert "cannot read" not in finding["message"]
+
+
+def test_a_config_error_is_reported_as_a_config_error(tmp_path, dagster_env, warehouse_url):
+    broken = tmp_path / "adpipeline.yaml"
+    broken.write_text("meta:\n  ad_accounts: 12\n")
+    env = {**os.environ, **dagster_env, "ADPIPELINE_WAREHOUSE_URL": warehouse_url, "ADPIPELINE_CONFIG": str(broken)}
+    cli = subprocess.run([sys.executable, "-m", "adpipeline.cli", "doctor", "--json"], env=env, capture_output=True,
+                         text=True, cwd=PROJECT, timeout=120)
+    assert cli.returncode == 4, cli.stdout + cli.stderr
+    (finding,) = json.loads(cli.stdout)["findings"]
+    assert finding["kind"] == "config" and str(broken) in finding["message"]

@@ -14,6 +14,10 @@ from datetime import datetime, timedelta, timezone
 import dagster as dg
 from dagster._core.definitions.selector import InstigatorSelector
 from dagster._core.scheduler.instigation import InstigatorStatus
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+    AssetCheckExecutionRecordStatus,
+)
 from dagster._utils.schedules import cron_string_iterator
 
 from adpipeline.monitoring import thresholds as T
@@ -134,19 +138,43 @@ def stuck_run_findings(instance: dg.DagsterInstance, now: datetime,
 
 
 def check_findings(instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey]) -> list[Finding]:
-    """The latest evaluation of every check: ERROR failures are critical, WARN failures warnings."""
-    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    """The latest FINISHED evaluation of every check: ERROR failures are critical, WARN failures warnings.
+
+    Dagster records a planned evaluation (ASSET_CHECK_EVALUATION_PLANNED) when a run that will evaluate the
+    check starts; it stays planned while the run is in progress, and for good if the run ended before the check
+    ran. A planned one never hides the previous result; a check with no result yet says why."""
+    storage = instance.event_log_storage
+    latest = storage.get_latest_asset_check_execution_by_key(list(check_keys))
     findings = []
     for key, record in sorted(latest.items(), key=lambda kv: kv[0].to_user_string()):
+        subject = key.to_user_string()
+        pending = None
+        if record.status == AssetCheckExecutionRecordStatus.PLANNED:
+            in_progress, pending = _pending_evaluation(instance, record.run_id)
+            finished = storage.get_asset_check_execution_history(key, limit=1,
+                                                                 status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+            if not finished:
+                findings.append(Finding(OK if in_progress else WARNING, "check", subject, f"not evaluated yet ({pending})"))
+                continue
+            record = finished[0]
         evaluation = record.evaluation
         if evaluation is None:
             continue
-        subject = key.to_user_string()
         summary = evaluation.metadata.get("summary")
         text = summary.value if summary is not None else evaluation.description or ""
         if evaluation.passed:
-            findings.append(Finding(OK, "check", subject, text or "passed"))
+            severity, text = OK, text or "passed"
         else:
             severity = CRITICAL if evaluation.severity == dg.AssetCheckSeverity.ERROR else WARNING
-            findings.append(Finding(severity, "check", subject, text or "failed"))
+            text = text or "failed"
+        findings.append(Finding(severity, "check", subject, f"{text} (newer evaluation: {pending})" if pending else text))
     return findings
+
+
+def _pending_evaluation(instance: dg.DagsterInstance, run_id: str) -> tuple[bool, str]:
+    """(in progress, what became of it) for a planned evaluation: its run still goes, or ended before the check ran."""
+    run = instance.get_run_by_id(run_id)
+    if run is not None and not run.is_finished:
+        return True, f"in progress in run {run_id[:8]}"
+    ended = f"ended ({run.status.value})" if run else "was deleted"
+    return False, f"run {run_id[:8]} {ended} before the check ran"

@@ -3,8 +3,10 @@
 One owner (the `adpipeline` CLI or the test fixture) starts it and exports its DSN to every child
 process; any other process that finds no DSN falls back to `ensure_started()`, which is safe to call
 from many processes at once: a file lock serialises start-up and a running server is reused.
-The server listens on TCP 127.0.0.1 (dbt, BI tools and psql can reach it) on a port chosen at start
-and recorded by Postgres itself in `postmaster.pid`.
+The server listens on TCP 127.0.0.1 (dbt, BI tools and psql can reach it) on a port chosen at first start,
+kept across restarts (DSNs already handed out stay valid) and recorded by Postgres itself in `postmaster.pid`.
+Every connection, TCP or unix socket, needs the superuser's password (scram-sha-256): it is generated at
+initdb into a 0600 file beside the data and is part of the DSN, so another local OS user cannot connect.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import importlib.util
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +29,9 @@ from pathlib import Path
 import psutil
 import psycopg
 from filelock import FileLock
+from psycopg import sql
+
+from adpipeline.http.redact import register_secret
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +42,13 @@ DATABASES = ("warehouse", "dagster")
 # Postgres refuses to run as root; as root we run it as this OS user (created on first use).
 SERVER_OS_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
+# Ours, whole: a password for every connection. Any other content (initdb's trust default before issue 24) is
+# replaced on the next start.
+PG_HBA = """# written by adpipeline: every connection needs the password (see adpipeline/warehouse/embedded.py)
+local all all scram-sha-256
+host all all 127.0.0.1/32 scram-sha-256
+host all all ::1/128 scram-sha-256
+"""
 
 
 class WarehouseError(RuntimeError):
@@ -66,8 +79,31 @@ class EmbeddedServer:
     def lock(self) -> FileLock:
         return FileLock(str(self.root / "server.lock"), timeout=START_TIMEOUT_S * 2)
 
+    @property
+    def password_file(self) -> Path:
+        return self.root / "password"
+
     def dsn(self, port: int, database: str = "warehouse") -> str:
-        return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+        return f"postgresql://postgres:{self.password()}@127.0.0.1:{port}/{database}"
+
+    def password(self) -> str:
+        """The superuser's password, generated on first use into a 0600 file; masked in logs from now on."""
+        path = self.password_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scratch = path.with_name(f"{path.name}.{os.getpid()}")
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(24))  # URL-safe: goes into the DSN as is
+            try:
+                os.link(scratch, path)  # atomic, and never replaces a password another process wrote first
+            except FileExistsError:
+                pass
+            finally:
+                scratch.unlink()
+        password = path.read_text().strip()
+        register_secret(password)
+        return password
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -106,6 +142,7 @@ class EmbeddedServer:
             port = self.running_port(wait_s=START_TIMEOUT_S if self.postmaster() else 0)
             if port is None:
                 port = self._start()
+            self._require_password(port)
             self._create_databases(port)
         return self.dsn(port)
 
@@ -137,11 +174,14 @@ class EmbeddedServer:
         return port
 
     def _preferred_port(self) -> int:
-        """The last port used if it is still free (a stable DSN for psql/BI tools), else a free one."""
+        """The last port used if it is still free (a stable DSN for psql/BI tools, the webserver, the daemon and
+        run workers), else a free one."""
         remembered = self.root / "port"
         try:
             port = int(remembered.read_text())
             with socket.socket() as s:
+                # as Postgres binds: the connections of the previous server in TIME_WAIT do not make it busy
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", port))
         except (OSError, ValueError):
             port = _free_port()
@@ -164,13 +204,36 @@ class EmbeddedServer:
             os.chown(scratch, user.pw_uid, user.pw_gid)
             _pg_bin().parent.chmod(0o755)
         scratch.chmod(0o700)
-        _pg("initdb", ["--auth=trust", "--encoding=UTF8", "--locale=C", "-U", "postgres"], scratch)
+        self.password()
+        if os.geteuid() == 0:
+            os.chown(self.password_file, user.pw_uid, user.pw_gid)  # initdb, run as that user, reads it
+        _pg("initdb", ["--auth=scram-sha-256", f"--pwfile={self.password_file}", "--encoding=UTF8", "--locale=C",
+                       "-U", "postgres"], scratch)
+        (scratch / "pg_hba.conf").write_text(PG_HBA)
         if self.pgdata.exists():
             shutil.rmtree(self.pgdata)  # no PG_VERSION in it: not a usable data directory
         scratch.rename(self.pgdata)
 
+    def _require_password(self, port: int) -> None:
+        """Upgrade a server initialised with trust auth (before issue 24): set the password, then require it."""
+        hba = self.pgdata / "pg_hba.conf"
+        if hba.read_text() == PG_HBA:
+            return
+        log.info("embedded Postgres: setting a password and requiring it for every connection (was: trust)")
+        with self._connect(port) as conn:  # trust still lets us in, whatever the password
+            conn.execute(sql.SQL("ALTER ROLE postgres PASSWORD {}").format(self.password()))
+            hba.write_text(PG_HBA)
+            conn.execute("SELECT pg_reload_conf()")
+
+    def _connect(self, port: int) -> psycopg.Connection:
+        try:
+            return psycopg.connect(self.dsn(port, "postgres"), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise WarehouseError(f"cannot connect to the embedded Postgres on port {port} (its password is in "
+                                 f"{self.password_file}): {exc}") from None
+
     def _create_databases(self, port: int) -> None:
-        with psycopg.connect(self.dsn(port, "postgres"), autocommit=True) as conn:
+        with self._connect(port) as conn:
             existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
             for name in DATABASES:
                 if name not in existing:
