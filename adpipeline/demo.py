@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
+from adpipeline.http.redact import redact
 from adpipeline.stack import local_stack
 
 log = logging.getLogger(__name__)
@@ -142,8 +143,10 @@ def run_demo(keep_warehouse: bool = False) -> int:
         print()
         failed_runs = sum(e.failed_runs for e in summary.values())
         errors = sum(v == "ERROR" for e in summary.values() for v in e.checks.values())
-        print(f"warehouse: {stack.warehouse_url}" + ("" if keep_warehouse or not stack.started_warehouse
-                                                     else "  (stopped again; `adpipeline demo --keep-warehouse` leaves it running)"))
+        # the DSN's password masked: `adpipeline warehouse url` prints it whole, for psql and BI tools
+        print(f"warehouse: {redact(stack.warehouse_url)}" + (
+            "  (`adpipeline warehouse url` prints it with its password)" if keep_warehouse or not stack.started_warehouse
+            else "  (stopped again; `adpipeline demo --keep-warehouse` leaves it running)"))
         print(f"dagster runs recorded in {stack.dagster_home} (see them with `adpipeline dev`)")
         if failed_runs or errors:
             print(f"demo FAILED: {failed_runs} failed run(s), {errors} ERROR check(s)")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 from adpipeline.config import get_config
 from adpipeline.sandbox.breezeway.data import client_secret
@@ -48,14 +49,18 @@ def test_demo_runs_everything_and_lands_rows(server_home, monkeypatch):
         summary = demo.stdout
         for asset in ("meta/ads_insights", "breezeway/reservations", "ga4/traffic_acquisition"):
             assert re.search(rf"^{re.escape(asset)}\s", summary, re.M), summary
-        url = re.search(r"^warehouse: (\S+)", summary, re.M).group(1)
+        shown = re.search(r"^warehouse: (\S+)", summary, re.M).group(1)
+        url = subprocess.run([sys.executable, "-m", "adpipeline.cli", "warehouse", "url"], env=env, cwd=PROJECT,
+                             capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+        password = conninfo_to_dict(url)["password"]
+        assert shown == url.replace(password, "***")  # the summary masks the warehouse password
         with psycopg.connect(url) as conn:
             for table in ("raw_meta.ads_insights", "raw_breezeway.reservations", "raw_ga4.traffic_acquisition"):
                 assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
             failed = conn.execute("SELECT count(*) FROM ops.etl_sync_log WHERE status <> 'success'").fetchone()[0]
             assert failed == 0
         # no secret value the demo held reaches its output (the sandbox's credentials, every stored token)
-        secrets = secrets_the_demo_held(url, server_home / "home", monkeypatch)
+        secrets = secrets_the_demo_held(url, server_home / "home", monkeypatch) | {password}
         assert len(secrets) > 10
         assert [s[:6] + "..." for s in secrets if s in output] == []
         assert "PRIVATE KEY" not in output  # the GA4 service-account key

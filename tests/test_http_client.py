@@ -331,6 +331,11 @@ def test_redaction_patterns() -> None:
         "Token(access_token='***', refresh_token=None, tz=ZoneInfo(key='UTC'))"
     )
     assert redact("HTTP 400, code 190/463: Session has expired") == "HTTP 400, code 190/463: Session has expired"
+    # connection URLs: the password goes, the rest stays (also for a DSN nobody registered)
+    assert redact("warehouse postgresql://postgres:Zq9-x_7@127.0.0.1:5432/warehouse") == (
+        "warehouse postgresql://postgres:***@127.0.0.1:5432/warehouse")
+    assert redact("postgresql+psycopg2://u:p%40ss@h/db") == "postgresql+psycopg2://u:***@h/db"
+    assert redact("postgresql://postgres@127.0.0.1:5432/x http://h:8080/p") == "postgresql://postgres@127.0.0.1:5432/x http://h:8080/p"
 
 
 def test_a_source_rule_that_trips_on_a_non_json_body_falls_back_to_the_status(sandbox: SandboxProcess, fake_time: FakeTime) -> None:

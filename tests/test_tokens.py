@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -105,7 +106,7 @@ def test_concurrent_refreshes_serialise_on_the_row_lock(store):
                     return  # someone refreshed while we waited: use theirs
                 if token.refresh_token != "rotating-1":
                     errors.append("used a spent refresh token")
-                threading.Event().wait(0.2)  # hold the lock like a slow HTTP refresh would
+                time.sleep(0.2)  # hold the lock like a slow HTTP refresh would
                 refreshes.append(1)
                 save(replace(token, access_token="new", refresh_token="rotating-2", refresh_count=token.refresh_count + 1))
         except Exception as exc:  # pragma: no cover - reported below

@@ -44,6 +44,8 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"eyJ[A-Za-z0-9_\-]{8,}(?:\.[A-Za-z0-9_\-]*){0,2}"), MASK),
     (re.compile(r"\bya29\.[A-Za-z0-9_\-.]+"), MASK),
     (re.compile(r"\bEAA[A-Za-z0-9]{20,}"), MASK),
+    # the password of a connection URL (postgresql://user:password@host), whoever's it is
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^:/@\s]+:)(?!\*\*\*@)[^@\s/]+@"), rf"\1{MASK}@"),
 ]
 
 _lock = threading.Lock()

@@ -145,12 +145,14 @@ class SandboxProcess:
         deadline = time.monotonic() + self.startup_timeout
         while True:
             try:
-                self.base_url = ready.get(timeout=0.1)
+                self.base_url = ready.get_nowait()
                 break
             except queue.Empty:
                 if self._proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"sandbox did not start ({' '.join(self.args)}):\n" + self.log_tail())
+                # polled, not a timed wait: under a shifted clock (libfaketime) a timed wait never times out
+                time.sleep(0.05)
         self.admin = SandboxAdmin(self.base_url)
         return self
 
