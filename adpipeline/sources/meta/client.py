@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from psycopg.types.json import Jsonb
 
-from adpipeline.http import ApiClient, ApiError, ErrorKind, RequestSpec, fastjson, register_secret
+from adpipeline.http import ApiClient, ApiError, ErrorKind, RequestSpec, fastjson, parse_retry_after, register_secret
 
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,9 @@ class MetaClient(ApiClient):
         elif code_i in THROTTLE_CODES:
             kind = ErrorKind.THROTTLED
             usage = Usage.from_headers(response.headers)
-            retry_after = usage.regain_seconds or usage.reset_seconds or self.default_throttle_wait
+            # what the API says, most specific first: its Retry-After, then the usage headers; a guess only without
+            retry_after = (parse_retry_after(response.headers.get("Retry-After")) or usage.regain_seconds
+                           or usage.reset_seconds or self.default_throttle_wait)
         elif _resize(code, subcode, message):
             kind = ErrorKind.BAD_REQUEST  # not retried as is: the caller resizes the request
         elif code_i in PERMISSION_CODES:
