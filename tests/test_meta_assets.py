@@ -238,6 +238,24 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
     assert all(e.passed for name, e in evaluations(recovered).items() if name.endswith("all_scopes_loaded"))
 
 
+def test_a_failed_older_day_is_not_masked_by_a_later_success(meta):
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
+    meta.script(forbidden_accounts=[DENVER])
+    assert meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False).success  # Denver's 3 days failed
+    meta.script(forbidden_accounts=[])
+    assert meta.run(ADS_INSIGHTS, days=("2026-11-22", "2026-11-22"), checks=False).success  # only the 22nd again
+    checks = meta.check("all_scopes_loaded", "completeness")
+    scopes = checks["all_scopes_loaded"]
+    assert not scopes.passed and scopes.severity == dg.AssetCheckSeverity.ERROR  # Denver's newest load succeeded...
+    assert scopes.metadata["failed_scopes"].value == [DENVER]
+    error = scopes.metadata["errors"].value[DENVER]  # ...but its 20th failed (and its 21st was not attempted)
+    assert error.startswith("failed days 2026-11-20: ") and "permission denied" in error
+    completeness = checks["completeness"]  # which sees the day never attempted too
+    assert not completeness.passed and f"{DENVER} 2026-11-21" in completeness.metadata["incomplete_account_days"].value
+    assert meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-21"), checks=False).success  # the operator's rerun
+    assert meta.check("all_scopes_loaded")["all_scopes_loaded"].passed
+
+
 def test_checks_catch_a_dropped_day_and_skewed_spend(meta):
     meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
     assert meta.run(*HIERARCHY, checks=False).success

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import dagster as dg
 import psycopg
@@ -65,14 +65,35 @@ def last_successes(conn: psycopg.Connection, source: str, entity: str) -> dict[s
     return dict(rows)
 
 
-def latest_attempts(conn: psycopg.Connection, source: str, entity: str) -> dict[str, tuple[str, str | None, datetime]]:
-    """scope -> (status, error, finished_at) of its most recent finished attempt."""
-    rows = conn.execute(
-        "SELECT DISTINCT ON (scope) scope, status, error, finished_at FROM ops.etl_sync_log"
-        " WHERE source = %s AND entity = %s AND status <> 'running' ORDER BY scope, finished_at DESC, id DESC",
-        (source, entity),
-    ).fetchall()
-    return {scope: (status, error, finished) for scope, status, error, finished in rows}
+def latest_attempts(conn: psycopg.Connection, source: str, entity: str, *, days_since: date | None = None
+                    ) -> dict[str, tuple[str, str | None, datetime]]:
+    """scope -> (status, error, finished_at) of its most recent finished attempt.
+
+    With `days_since` (day-partitioned feeds: one sync per (scope, day)), the latest attempt of each day from
+    then on counts, and a scope's verdict is its worst day: a failed older day is not masked by a later
+    success of another day."""
+    if days_since is None:
+        rows = conn.execute(
+            "SELECT DISTINCT ON (scope) scope, status, error, finished_at FROM ops.etl_sync_log"
+            " WHERE source = %s AND entity = %s AND status <> 'running' ORDER BY scope, finished_at DESC, id DESC",
+            (source, entity),
+        ).fetchall()
+        return {scope: (status, error, finished) for scope, status, error, finished in rows}
+    newest: dict[str, tuple[str, str | None, datetime]] = {}
+    failed: dict[str, list[tuple[date, str | None, datetime]]] = {}
+    for scope, day, status, error, finished in conn.execute(
+        "SELECT DISTINCT ON (scope, window_start) scope, window_start, status, error, finished_at FROM ops.etl_sync_log"
+        " WHERE source = %s AND entity = %s AND status <> 'running' AND window_start >= %s"
+        " ORDER BY scope, window_start, finished_at DESC, id DESC", (source, entity, days_since),
+    ).fetchall():
+        if status == "failed":
+            failed.setdefault(scope, []).append((day, error, finished))
+        if scope not in newest or finished > newest[scope][2]:
+            newest[scope] = (status, error, finished)
+    for scope, days in failed.items():  # the days first: they say what to rerun
+        _, error, finished = days[-1]
+        newest[scope] = ("failed", f"failed days {', '.join(str(d) for d, _, _ in days)}: {error or 'failed'}", finished)
+    return newest
 
 
 def evaluate_lateness(
@@ -240,13 +261,18 @@ def lateness_check(asset_key, *, source: str, entity: str, scopes: Sequence[str]
 
 
 def all_scopes_loaded_check(asset_key, *, source: str, entity: str, scopes: Sequence[str],
-                            name: str = "all_scopes_loaded", **kw) -> dg.AssetChecksDefinition:
+                            name: str = "all_scopes_loaded", per_day_for: int | None = None,
+                            **kw) -> dg.AssetChecksDefinition:
+    """`per_day_for`: a day-partitioned feed, judged per (scope, day) over that many days back."""
     what = _label(asset_key)
 
     def evaluate(conn, now):
-        return evaluate_all_scopes_loaded(latest_attempts(conn, source, entity), scopes=scopes, what=what)
+        since = None if per_day_for is None else (now - timedelta(days=per_day_for)).date()
+        return evaluate_all_scopes_loaded(latest_attempts(conn, source, entity, days_since=since), scopes=scopes,
+                                          what=what)
 
-    return build_check(asset_key, name, "ERROR while the latest load of any expected scope failed or never ran "
+    scope = f"of any (scope, day) of the last {per_day_for} days" if per_day_for else "of any expected scope"
+    return build_check(asset_key, name, f"ERROR while the latest load {scope} failed or never ran "
                        "(partial data is never reported as success).", evaluate, scheduled=True, **kw)
 
 

@@ -170,8 +170,8 @@ def evaluate_spend_non_negative(conn: psycopg.Connection, days: int) -> Evaluati
 
 
 def _data_check(name: str, description: str, evaluate: Callable[[psycopg.Connection, datetime], Evaluation],
-                *, blocking: bool, clock: Callable[[], datetime]) -> dg.AssetChecksDefinition:
-    return build_check(ADS_INSIGHTS, name, description, evaluate, clock=clock, blocking=blocking)
+                *, blocking: bool, clock: Callable[[], datetime], scheduled: bool = False) -> dg.AssetChecksDefinition:
+    return build_check(ADS_INSIGHTS, name, description, evaluate, clock=clock, blocking=blocking, scheduled=scheduled)
 
 
 def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipeline_clock.now) -> list[dg.AssetChecksDefinition]:
@@ -183,11 +183,13 @@ def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipel
     for key, entity in [(AD_ACCOUNTS, "ad_accounts"), *((k, e) for e, k in HIERARCHY_KEYS.items()),
                         (ADS_INSIGHTS, "ads_insights")]:
         checks.append(lateness_check(key, entity=entity, **feed))
-        checks.append(all_scopes_loaded_check(key, source=SOURCE, entity=entity, scopes=accounts, clock=clock))
+        checks.append(all_scopes_loaded_check(key, source=SOURCE, entity=entity, scopes=accounts, clock=clock,
+                                              per_day_for=days if entity == "ads_insights" else None))
     checks += [
         _data_check("completeness", f"Every (account, day) of the last {days} days loaded has a successful sync, "
                     "the tables hold exactly the rows it loaded, and days with account-level delivery have ad rows.",
-                    lambda conn, now: evaluate_completeness(conn, accounts, days), blocking=False, clock=clock),
+                    lambda conn, now: evaluate_completeness(conn, accounts, days), blocking=False, clock=clock,
+                    scheduled=True),  # a failed day stays red every 15 minutes until a rerun loads it
         _data_check("spend_reconciles", f"Account-level spend equals the sum of ad-level spend per account and day "
                     f"(last {days} days), within cent rounding. Blocks downstream models.",
                     lambda conn, now: evaluate_reconciliation(conn, days), blocking=True, clock=clock),
