@@ -81,3 +81,13 @@ def test_a_fresh_clone_validates_with_the_venvs_own_commands_and_no_built_manife
     assert validate.returncode == 0, output[-4000:]
     assert "All code locations passed validation" in output
     assert (clone / "dbt_project" / "target" / "manifest.json").exists()
+
+
+def test_the_token_and_checks_jobs_go_first_in_the_run_queue():
+    """Dagster's run queue starts the highest `dagster/priority` first: a backlog of bulk loads must not delay
+    the token refresh (the token would expire) or the checks (the pipeline would look on time)."""
+    defs = load_defs()
+    priority = {job.name: int(job.tags.get("dagster/priority", 0)) for job in defs.resolve_all_job_defs()}
+    urgent = {"meta_token_job", "monitoring_checks_job"}
+    assert all(priority[name] > 0 for name in urgent)
+    assert max(p for name, p in priority.items() if name not in urgent) < min(priority[name] for name in urgent)
