@@ -179,6 +179,17 @@ def test_a_throttled_call_waits_what_retry_after_says_not_a_guess(sandbox):
     assert len(throttled_waits) == 2 and max(time.sleeps) < 5  # 2 s each, as advertised (was 60 s each)
 
 
+def test_throttles_that_say_how_long_are_waited_out_however_many_within_the_time_budget(sandbox):
+    sandbox.admin.add_faults([{"path": INSIGHTS_PATH, "method": "GET", "status": 400, "count": 8,
+                               "headers": {"Retry-After": "1"},
+                               "body": graph_error(613, "(#613) Calls to this api have exceeded the rate limit.")}])
+    time = FakeTime()
+    client = make_client(sandbox, time, retry=RetryPolicy(max_attempts=5, base_delay=0.5, max_total_seconds=900))
+    assert list(client.insights(DENVER, d("2026-11-05"), d("2026-11-05"))) == truth(
+        sandbox, DENVER, "2026-11-05", "2026-11-05")  # 8 refusals, more than max_attempts: not skipped
+    assert len(time.sleeps) == 8 and sum(time.sleeps) < 30
+
+
 def test_an_account_throttled_past_the_budget_fails_without_waiting(sandbox):
     blocked = BUC_BLOCKED.replace('"estimated_time_to_regain_access": 2', '"estimated_time_to_regain_access": 60')
     sandbox.admin.add_faults([{"path": INSIGHTS_PATH, "status": 400, "count": None, "headers": {

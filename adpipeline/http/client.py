@@ -61,6 +61,9 @@ class RequestSpec:
         return dataclasses.replace(self, **changes)
 
 
+THROTTLED_ATTEMPTS_CEILING = 50
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Retry-After as seconds (delta-seconds or an HTTP date)."""
     if not value:
@@ -335,9 +338,14 @@ class ApiClient:
                 continue
             if not error.kind.retryable:
                 raise error  # outside any except block: no chained exception that could carry secrets
-            wait = max(self.retry.backoff(attempt, self.rng), error.retry_after or 0.0)
+            # a throttle that says how long to wait is waited out, as long as it says and as often as it takes,
+            # within the time budget; backoff and the attempt count bound guesses (transient errors), with a
+            # ceiling against a server that keeps saying "in a second"
+            told = error.kind is ErrorKind.THROTTLED and bool(error.retry_after)
+            wait = error.retry_after if told else max(self.retry.backoff(attempt, self.rng), error.retry_after or 0.0)
             spent = self.clock() - started
-            if attempt >= self.retry.max_attempts or spent + wait > self.retry.max_total_seconds:
+            attempts = THROTTLED_ATTEMPTS_CEILING if told else self.retry.max_attempts
+            if attempt >= attempts or spent + wait > self.retry.max_total_seconds:
                 error.exhausted = True
                 self.log.warning("%s; giving up (%.1fs spent)", error.describe(), spent)
                 raise error
