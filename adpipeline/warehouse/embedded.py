@@ -260,11 +260,16 @@ def _server_os_user() -> pwd.struct_passwd:
 
 
 def _pg(program: str, args: list[str], pgdata: Path) -> None:
-    user = SERVER_OS_USER if os.geteuid() == 0 else None
+    # as root: that user's own uid AND group, no supplementary groups (subprocess's user= alone keeps gid 0, and a
+    # `COPY ... TO PROGRAM` would then run with group root)
+    identity = {}
+    if os.geteuid() == 0:
+        owner = _server_os_user()
+        identity = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []}
     cmd = [str(_pg_bin() / program), "-D", str(pgdata), *args]
     # Output to a file, not a pipe: a pipe inherited by the daemonised postmaster would block us.
     with tempfile.TemporaryFile("w+") as output:
-        result = subprocess.run(cmd, stdout=output, stderr=output, preexec_fn=_die_with_parent, user=user,
+        result = subprocess.run(cmd, stdout=output, stderr=output, preexec_fn=_die_with_parent, **identity,
                                 cwd="/", text=True, timeout=START_TIMEOUT_S + 30)
         if result.returncode:
             output.seek(0)
