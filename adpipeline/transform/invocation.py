@@ -62,9 +62,13 @@ def target_root() -> Path:
 
 
 def parse_state_path(connection: Mapping[str, str], dbt_vars: Mapping[str, Any]) -> Path:
-    """The saved parse state for runs with this connection and these vars. The password is not part of the
-    key (dbt does not hash it either), so no digest of it is ever written."""
-    key = json.dumps([{k: v for k, v in connection.items() if k != PASSWORD_VAR}, dbt_vars], sort_keys=True)
+    """The saved parse state for runs with this connection and these vars, of this manifest: a changed
+    project starts from a full parse (dbt's partial re-parse of changed files is not always faithful).
+    The password is not part of the key (dbt does not hash it either), so no digest of it is written."""
+    stat = dbt_project.manifest_path.stat() if dbt_project.manifest_path.exists() else None
+    manifest = [stat.st_mtime_ns, stat.st_size] if stat else None
+    key = json.dumps([{k: v for k, v in connection.items() if k != PASSWORD_VAR}, dbt_vars, manifest],
+                     sort_keys=True)
     return target_root() / f"runs.{hashlib.sha1(key.encode()).hexdigest()[:12]}.{PARTIAL_PARSE}"
 
 
