@@ -174,3 +174,23 @@ def test_the_installed_command_runs_the_checks_in_its_own_process(env, meta_toke
     suite = junit(report)
     assert [c.get("name") for c in suite.findall("testcase") if c.find("failure") is not None] == ["token_lifetime"]
     assert "recorded in the Dagster instance as run" in cli.stdout
+
+
+def test_the_ci_workflow_runs_the_command_on_a_schedule_with_arguments_it_accepts():
+    import shlex
+
+    import yaml
+
+    from adpipeline.cli import build_parser
+
+    workflow = yaml.safe_load((PROJECT / ".github/workflows/asset-checks.yml").read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key `on` as True
+    assert triggers["schedule"][0]["cron"] and "workflow_dispatch" in triggers
+    (step,) = [s for s in workflow["jobs"]["asset-checks"]["steps"] if "adpipeline check" in s.get("run", "")]
+    assert "${{" not in step["run"]  # inputs arrive through the environment
+    line = next(ln for ln in step["run"].splitlines() if "adpipeline check" in ln)
+    argv = shlex.split(line.replace('"${args[@]}"', "--fail-on error --junit-xml reports/asset-checks.xml"))
+    args = build_parser().parse_args(argv[argv.index("adpipeline") + 1:])
+    assert args.func.__name__ == "cmd_check" and args.junit_xml == Path("reports/asset-checks.xml")
+    assert {"ADPIPELINE_WAREHOUSE_URL", "ADPIPELINE_DAGSTER_PG_URL", "DAGSTER_HOME"} <= set(
+        workflow["jobs"]["asset-checks"]["env"])
