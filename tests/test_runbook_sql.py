@@ -110,7 +110,7 @@ def expectations() -> dict[str, callable]:
         "FROM marketing.platform_tokens;": lambda cols, rows: {r[0] for r in rows} == {"meta", "breezeway"},
         "LIMIT 20": lambda cols, rows: rows and {r[0] for r in rows} == {"meta"}
         and {"ad_accounts", "ads_insights"} <= {r[1] for r in rows},
-        "status = 'failed'": rows_are([]),
+        "WHERE status = 'failed'": rows_are([]),
     }
 
 
@@ -134,7 +134,7 @@ def test_every_runbook_select_runs_verbatim_and_shows_a_healthy_load(loaded, con
                 if fragment in sql:
                     used.add(fragment)
                     if not ok(cols, rows):
-                        failures.append(f"{statement.label}: unexpected result for a healthy load: {cols} {rows[:5]}")
+                        failures.append(f"{statement.label}: unexpected result for a healthy load: {cols} {rows[:8]}")
     assert not failures, "\n\n".join(failures)
     assert used == set(checks), f"expectations matching no runbook query: {set(checks) - used}"
 
