@@ -35,7 +35,7 @@ from adpipeline.monitoring.doctor import CONNECTION_ERRORS, _caused_by
 
 EXIT_PASS, EXIT_WARN, EXIT_ERROR, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
 JOB_NAME = "adpipeline_check"
-RUN_TAGS = {"adpipeline/trigger": "adpipeline check", "dagster/priority": "10"}
+RUN_TAGS = {"adpipeline/trigger": "adpipeline check"}  # tells these runs apart in the UI
 PASS, WARN, ERROR = "PASS", "WARN", "ERROR"
 
 
