@@ -119,7 +119,7 @@ def test_every_runbook_select_runs_verbatim_and_shows_a_healthy_load(loaded, con
     assert found, f"no runbook SQL found under {runbooks_dir()}"
     ours = [s for s in found if s.database not in OTHER_APPLICATIONS]
     assert {s.runbook for s in found if s.database in OTHER_APPLICATIONS} <= {"insta-connect-runbooks.md"}
-    assert len(ours) >= 17  # 14 in the Breezeway runbook, 4 in the Meta guide (as of 2025-12)
+    assert len(ours) >= 18  # 14 in the Breezeway runbook, 4 in the Meta guide (as of 2025-12)
     checks, used, failures = expectations(), set(), []
     for statement in ours:
         for sql in expand(statement):
