@@ -1,4 +1,4 @@
-"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens."""
+"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens, doctor, check."""
 
 from __future__ import annotations
 
@@ -191,6 +191,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return diagnose(load_defs, args.json)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the selected asset checks once on the configured warehouse and instance (see monitoring/runner.py)."""
+    from adpipeline.monitoring.runner import EXIT_UNREACHABLE, fail, run
+    from adpipeline.stack import prepare_dagster_home
+    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
+
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if not url:  # like doctor: checking an embedded warehouse nobody started would only check an empty one
+        port = default_server().running_port()
+        if port is None:
+            return fail(EXIT_UNREACHABLE, "the embedded warehouse (which holds the Dagster instance) is not running; "
+                        f"start it (`adpipeline dev`) or set {WAREHOUSE_URL_ENV}", args.json)
+        url = default_server().dsn(port)
+    home = Path(export_environment(url)["DAGSTER_HOME"])
+    if not (home / "dagster.yaml").exists():
+        prepare_dagster_home(home)
+
+    def load_defs():
+        from adpipeline.definitions import defs
+
+        return defs
+
+    return run(load_defs, url, select_tokens=args.select, fail_on=args.fail_on, junit=args.junit_xml,
+               as_json=args.json)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from adpipeline.sandbox.server import run
 
@@ -220,6 +246,18 @@ def build_parser() -> argparse.ArgumentParser:
                                            "exit 2 on a critical finding (for cron, liveness probes, CI)")
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=cmd_doctor)
+
+    check = sub.add_parser("check", help="run asset checks once without materializing (for CI); evaluations are "
+                                         "recorded in the Dagster instance; exit 0 pass, 1 warn (--fail-on warn), "
+                                         "2 error, 3 warehouse/instance unreachable, 4 configuration error")
+    check.add_argument("--select", action="append", default=[], metavar="KEYS|GROUPS|SOURCES",
+                       help="comma-separated check keys (meta/ads_insights:lateness), asset keys, groups, sources "
+                            "or check names; repeatable; default: every standalone check")
+    check.add_argument("--fail-on", choices=["warn", "error"], default="error",
+                       help="the lowest severity that fails (exit code and JUnit); default error")
+    check.add_argument("--junit-xml", type=Path, metavar="FILE", help="write one JUnit testcase per check to FILE")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
 
     warehouse = sub.add_parser("warehouse", help="the Postgres warehouse")
     warehouse.add_argument("action", choices=["url", "migrate", "stop"],
