@@ -17,6 +17,7 @@ import smtplib
 import ssl
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from email import policy as email_policy
 from email.message import EmailMessage
 
 import psycopg
@@ -47,12 +48,15 @@ def backoff(attempts: int) -> timedelta:
 def headline(message: dict) -> str:
     label = {"resolved": "RESOLVED", "reminder": f"STILL {message['severity'].upper()}"}.get(
         message["kind"], message["severity"].upper())
-    return f"[{label}] {message['title']}"
+    return f"[{label}] {message['title'].removeprefix('resolved: ')}"
 
 
 def text_body(message: dict) -> str:
     """The plain-text body every sink carries: what, where, what to do, where to look."""
-    where = " / ".join(p for p in (message.get("source"), message.get("scope"), message.get("asset_key")) if p)
+    source, asset = message.get("source"), message.get("asset_key")
+    if source and asset and asset.startswith(f"{source}/"):
+        source = None  # meta/ads_insights already says meta
+    where = " / ".join(p for p in (source, message.get("scope"), asset) if p)
     lines = [message.get("text") or ""]
     if where:
         lines.append(f"Where: {where}")
@@ -86,13 +90,14 @@ def summarise(messages: Sequence[dict], ui_base_url: str) -> dict:
 
 # -- sending ----------------------------------------------------------------------------------------
 
-def _secret(name: str | None) -> str | None:
+def _secret(name: str | None, *, secret: bool = True) -> str | None:
     if not name:
         return None
     value = os.environ.get(name)
     if not value:
         raise DeliveryError(f"environment variable {name} is not set")
-    register_secret(value)
+    if secret:  # a user name is not: masking it would mask that word everywhere
+        register_secret(value)
     return value
 
 
@@ -131,7 +136,8 @@ def webhook_body(message: dict, routing_key: str | None) -> dict:
 
 
 def email_message(message: dict, sink: AlertSink) -> EmailMessage:
-    email = EmailMessage()
+    # headers up to RFC 5322's 998 characters: the default 78 folds a long subject onto a line of its own
+    email = EmailMessage(policy=email_policy.SMTP.clone(max_line_length=998))
     email["Subject"] = redact(f"[adpipeline] {headline(message)}")
     email["From"] = sink.sender
     email["To"] = ", ".join(sink.recipients)
@@ -147,7 +153,7 @@ def send(sink: AlertSink, message: dict) -> None:
         url, key = _secret(sink.url_env), _secret(sink.routing_key_env)
         _post(url, webhook_body(message, key))
     else:
-        user, password = _secret(sink.username_env), _secret(sink.password_env)
+        user, password = _secret(sink.username_env, secret=False), _secret(sink.password_env)
         try:
             with smtplib.SMTP(sink.smtp_host, sink.smtp_port, timeout=TIMEOUT_S) as smtp:
                 if sink.starttls:
