@@ -22,3 +22,10 @@ CREATE TABLE IF NOT EXISTS ops.alert_deliveries (
 );
 CREATE INDEX IF NOT EXISTS alert_deliveries_pending
     ON ops.alert_deliveries (sink, next_attempt_at) WHERE status = 'pending';
+
+-- Before this migration a run failure opened one alert per run (dedupe_key 'run:<run id>') that nothing ever
+-- resolved; now it is one per job ('run_failure:<job>'), resolved by the job's next success. Close the old
+-- ones, and count reminders of what is open from now on, so upgrading sends no burst of stale reminders.
+UPDATE ops.alerts SET resolved_at = now()
+ WHERE signal = 'run_failure' AND dedupe_key LIKE 'run:%' AND resolved_at IS NULL;
+UPDATE ops.alerts SET last_notified_at = now() WHERE resolved_at IS NULL AND last_notified_at IS NULL;
