@@ -11,6 +11,7 @@ import email
 import email.policy
 import ipaddress
 import json
+import re
 import os
 import socket
 import ssl
@@ -487,3 +488,33 @@ def test_alerts_list_shows_open_alerts_worst_first(db_conn, alerts_db):
     rows = json.loads(cli.stdout)
     assert [(r["severity"], r["title"]) for r in rows] == [("critical", "Meta token job not running"),
                                                          ("warning", "check lateness failed on breezeway/tasks")]
+
+
+def test_the_watchdog_routes_its_findings_with_the_runbook_step(db_conn, alerts_db, routes, http, smtp):
+    from adpipeline.monitoring.sensors import watchdog_sensor
+
+    store = TokenStore(alerts_db)
+    store.put(Token("meta", "default", access_token="t17-token-value", last_checked_at=clock.now() - timedelta(hours=3)))
+    with dg.instance_for_test() as instance, dg.build_sensor_context(
+            instance=instance, resources={"warehouse": WarehouseResource()}) as context:
+        watchdog_sensor([], routes)(context)
+    deliver_pending(db_conn, routes, clock.now())
+    got = received(http, smtp)
+    assert len(got["slack"]) == len(got["pager"]) == len(got["mail"]) == 1, got
+    assert "[CRITICAL] Meta token job not running" in got["slack"][0] and "has not run for 3.0 h" in got["slack"][0]
+    assert "Where: meta / default" in got["mail"][0] and "the Meta token schedule is started" in got["mail"][0]
+
+
+@pytest.mark.parametrize("sink, problem", [
+    ("{name: s, type: slack}", "a slack sink needs url_env"),
+    ("{name: m, type: email, smtp_host: mail.example.com, sender: a@example.com}", "needs smtp_host, sender and "
+     "recipients"),
+    ("{name: w, type: webhook, url_env: 'https://hooks.slack.com/services/T0/B0/x'}", "is not an environment variable "
+     "NAME"),
+    ("{name: w, type: webhook, url_env: HOOK, severities: [info]}", "alerts.sinks.0.severities.0"),
+])
+def test_a_sink_config_that_cannot_work_is_refused_naming_the_key(sink, problem):
+    from adpipeline.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        parse_config(f"alerts:\n  sinks:\n    - {sink}\n")
