@@ -518,3 +518,41 @@ def test_a_sink_config_that_cannot_work_is_refused_naming_the_key(sink, problem)
 
     with pytest.raises(ConfigError, match=re.escape(problem)):
         parse_config(f"alerts:\n  sinks:\n    - {sink}\n")
+
+
+def test_freshness_state_changes_alert_on_the_latest_state_per_asset(db_conn, routes, http, smtp):
+    from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
+
+    from adpipeline.monitoring.sensors import freshness_alert_sensor
+
+    def change(instance, asset: list[str], *states: FreshnessState) -> None:
+        previous = FreshnessState.UNKNOWN
+        for state in states:  # as the freshness daemon reports them
+            instance.report_runless_asset_event(FreshnessStateChange(
+                key=dg.AssetKey(asset), new_state=state, previous_state=previous, state_change_timestamp=0.0))
+            previous = state
+
+    P, W, F = FreshnessState.PASS, FreshnessState.WARN, FreshnessState.FAIL
+    instance = dg.DagsterInstance.ephemeral()
+    change(instance, ["breezeway", "reservations"], W, F, P, W, F)  # stale now
+    change(instance, ["ga4", "sessions"], W, F, P)  # history only: fresh now
+    sensor = freshness_alert_sensor(routes)
+    resources = {"warehouse": WarehouseResource()}
+    with dg.build_sensor_context(instance=instance, resources=resources) as context:
+        sensor(context)
+        cursor = context.cursor
+    deliver_pending(db_conn, routes, clock.now())
+    got = received(http, smtp)
+    assert len(got["slack"]) == len(got["mail"]) == 1, got
+    assert "[CRITICAL] breezeway/reservations is stale (FAIL)" in got["slack"][0]
+    # both webhook routes share the receiver's path: the pager (with its key) and the breezeway-only route
+    assert sorted("routing_key" in event for event in got["pager"]) == [False, True]
+
+    clear(http, smtp)
+    change(instance, ["breezeway", "reservations"], P)
+    with dg.build_sensor_context(instance=instance, resources=resources, cursor=cursor) as context:
+        sensor(context)
+    deliver_pending(db_conn, routes, clock.now())
+    got = received(http, smtp)
+    assert len(got["slack"]) == 1 and "[RESOLVED] breezeway/reservations is stale" in got["slack"][0]
+    assert [event["event_action"] for event in got["pager"]] == ["resolve", "resolve"]

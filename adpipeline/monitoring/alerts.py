@@ -35,6 +35,8 @@ RUNBOOK = {
     "schedule_health": "Start the schedule again (Dagster UI > Automation), then run `adpipeline doctor`.",
     "sensor_health": "Start the sensor again (Dagster UI > Automation), then run `adpipeline doctor`.",
     "run_health": "Open the run: terminate it if it hangs; find the step that does not finish.",
+    "freshness": "Find why the asset's scheduled runs failed or did not start (Dagster UI > Runs, "
+                 "`adpipeline doctor`), then re-run it.",
     "token_job_gap": "Check that the daemon runs and the Meta token schedule is started (`adpipeline doctor`).",
 }
 _CHECK_ACTIONS = [  # (check name prefix, runbook step)

@@ -10,7 +10,7 @@ current state, never on replayed history (300 old evaluations are not 16 alerts 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import dagster as dg
@@ -25,12 +25,40 @@ from adpipeline.monitoring.sinks import deliver_pending
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import token_states
 
-CHECK_ALERT_PAGE = 1000
-CHECK_ALERT_MAX_PAGES = 50  # per tick; the cursor keeps the rest for the next one
+EVENT_PAGE = 1000
+EVENT_MAX_PAGES = 50  # per tick; the cursor keeps the rest for the next one
+FRESHNESS_SEVERITY = {"FAIL": "critical", "WARN": "warning"}
 
 
 def _ui(config: AlertsConfig, path: str) -> str:
     return f"{config.ui_base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _check_dedupe(evaluation) -> str:
+    partition = getattr(evaluation, "partition", None)
+    return f"check:{evaluation.asset_check_key.to_user_string()}" + (f"[{partition}]" if partition else "")
+
+
+def _latest_per_key(context: dg.SensorEvaluationContext, event_type: dg.DagsterEventType,
+                    key_of: Callable[[object], str]) -> tuple[int, int, dict[str, dg.EventLogRecord]]:
+    """(new cursor, events read, {key: newest record}) over the events of `event_type` after the cursor."""
+    cursor = int(context.cursor) if context.cursor else 0
+    latest: dict[str, dg.EventLogRecord] = {}
+    read = 0
+    for _ in range(EVENT_MAX_PAGES):
+        # The storage-level query: the instance-level wrapper is deprecated and Dagster offers no
+        # fetch_* equivalent for check evaluations or freshness changes.
+        page = context.instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=event_type, after_cursor=cursor), limit=EVENT_PAGE, ascending=True,
+        )
+        for record in page:
+            latest[key_of(record.event_log_entry.dagster_event.event_specific_data)] = record
+        read += len(page)
+        if page:
+            cursor = page[-1].storage_id
+        if len(page) < EVENT_PAGE:
+            break
+    return cursor, read, latest
 
 
 def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
@@ -40,26 +68,7 @@ def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinitio
                description="Raises an alert when a check's latest evaluation fails (critical for ERROR, warning for "
                            "WARN) and resolves it when it passes again; deduplicated per check and partition.")
     def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
-        cursor = int(context.cursor) if context.cursor else 0
-        latest: dict[str, object] = {}  # dedupe key -> newest record among those read
-        read = 0
-        for _ in range(CHECK_ALERT_MAX_PAGES):
-            # The storage-level query: the instance-level wrapper is deprecated and Dagster offers no
-            # fetch_* equivalent for check evaluations.
-            page = context.instance.event_log_storage.get_event_records(
-                dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor),
-                limit=CHECK_ALERT_PAGE, ascending=True,
-            )
-            for record in page:
-                evaluation = record.event_log_entry.dagster_event.event_specific_data
-                partition = getattr(evaluation, "partition", None)
-                key = f"check:{evaluation.asset_check_key.to_user_string()}" + (f"[{partition}]" if partition else "")
-                latest[key] = record
-            read += len(page)
-            if page:
-                cursor = page[-1].storage_id
-            if len(page) < CHECK_ALERT_PAGE:
-                break
+        cursor, read, latest = _latest_per_key(context, dg.DagsterEventType.ASSET_CHECK_EVALUATION, _check_dedupe)
         raised = resolved = 0
         with warehouse.connection() as conn:
             for dedupe, record in latest.items():
@@ -81,6 +90,37 @@ def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinitio
         context.update_cursor(str(cursor))
         return dg.SkipReason(f"{read} check evaluation(s), {len(latest)} check(s): {raised} alert(s) raised, "
                              f"{resolved} resolved")
+
+    return _sensor
+
+
+def freshness_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    """OSS Dagster evaluates freshness policies but alerts on none: the daemon's FRESHNESS_STATE_CHANGE events,
+    latest per asset, become alerts (FAIL critical, WARN warning, PASS resolves)."""
+    config = config or AlertsConfig()
+
+    @dg.sensor(name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Raises an alert when an asset's freshness state becomes FAIL (critical) or WARN (warning) "
+                           "and resolves it when it passes again.")
+    def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
+        cursor, read, latest = _latest_per_key(context, dg.DagsterEventType.FRESHNESS_STATE_CHANGE,
+                                               lambda change: f"freshness:{change.key.to_user_string()}")
+        raised = resolved = 0
+        with warehouse.connection() as conn:
+            for dedupe, record in latest.items():
+                change = record.event_log_entry.dagster_event.event_specific_data
+                asset, state = change.key.to_user_string(), change.new_state.value
+                if state == "PASS":
+                    resolved += resolve_alert(conn, dedupe, f"{asset} is fresh again", config.sinks)
+                elif state in FRESHNESS_SEVERITY:
+                    raised += raise_alert(conn, Alert(
+                        severity=FRESHNESS_SEVERITY[state], signal="freshness", dedupe_key=dedupe,
+                        title=f"{asset} is stale ({state})", asset_key=asset, source=change.key.path[0],
+                        message=f"{asset} has not been updated within its freshness policy",
+                        action=RUNBOOK["freshness"], link=_ui(config, f"assets/{asset}"),
+                    ), config.sinks)
+        context.update_cursor(str(cursor))
+        return dg.SkipReason(f"{read} freshness change(s): {raised} alert(s) raised, {resolved} resolved")
 
     return _sensor
 
