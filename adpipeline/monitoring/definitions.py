@@ -9,7 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
-from adpipeline.conventions import URGENT_RUN_TAGS
+from adpipeline.conventions import LIGHT_EXECUTOR, URGENT_RUN_TAGS
 from adpipeline.monitoring.checks import SCHEDULED
 from adpipeline.monitoring.health import expected_instigators
 from adpipeline.monitoring.retention import purge_ops_history_job
@@ -45,7 +45,7 @@ def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions
         checks_job = dg.define_asset_job(
             "monitoring_checks_job", selection=dg.AssetSelection.checks(*check_keys),
             description="Re-evaluates lateness, token and all-scopes-loaded checks without materializing anything.",
-            tags=URGENT_RUN_TAGS,
+            tags=URGENT_RUN_TAGS, executor_def=LIGHT_EXECUTOR,
         )
         jobs.append(checks_job)
         schedules.append(dg.ScheduleDefinition(

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from adpipeline import clock
+from adpipeline.conventions import LIGHT_EXECUTOR
 from adpipeline.warehouse.resource import WarehouseResource
 
 SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest success and latest attempt
@@ -31,6 +32,6 @@ def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResour
     context.log.info(f"purged {sync_rows} sync-log row(s) and {alert_rows} resolved alert(s)")
 
 
-@dg.job(description="Retention for the ops tables.")
+@dg.job(description="Retention for the ops tables.", executor_def=LIGHT_EXECUTOR)
 def purge_ops_history_job() -> None:
     purge_ops_history()
