@@ -54,8 +54,8 @@ def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions
             description="Every 15 minutes: lateness and token checks turn red even when nothing runs.",
         ))
     alerts = config.alerts
-    alerting = [check_alert_sensor(alerts), freshness_alert_sensor(alerts), run_failure_alert_sensor(alerts), run_recovery_alert_sensor(alerts),
-                alert_delivery_sensor(alerts)]
+    alerting = [check_alert_sensor(alerts), freshness_alert_sensor(alerts), run_failure_alert_sensor(alerts),
+                run_recovery_alert_sensor(alerts), alert_delivery_sensor(alerts)]
     own = dg.Definitions(jobs=jobs, schedules=schedules, sensors=alerting)
     expected = expected_instigators(dg.Definitions.merge(sources, own))
     watchdog = watchdog_sensor(expected, alerts)
