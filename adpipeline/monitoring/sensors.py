@@ -1,11 +1,13 @@
-"""Sensors TELL people: check results, run failures and the watchdog's findings become alerts, and
-`alert_delivery` sends them through the configured sinks.
+"""Sensors TELL people: check results, freshness changes, run failures and the watchdog's findings become
+alerts (adpipeline/monitoring/alerts.py), and `alert_delivery` sends them through the configured sinks.
 
 Asset checks produce every signal; Dagster (OSS) alerts on none of them by itself, and run-failure
 sensors never see non-blocking check failures (dagster #29896), so `check_alerts` reads the
 ASSET_CHECK_EVALUATION events of every run (a cursor over the event log). Only the LATEST evaluation per
 check (and partition) among the events read counts: a first start on an instance with history alerts on the
 current state, never on replayed history (300 old evaluations are not 16 alerts and 16 resolutions).
+`freshness_alerts` reads the freshness daemon's FRESHNESS_STATE_CHANGE events the same way; the run-status
+sensors start from "now" on their first tick (Dagster's own behaviour), so they replay nothing either.
 """
 
 from __future__ import annotations
