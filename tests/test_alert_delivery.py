@@ -556,3 +556,18 @@ def test_freshness_state_changes_alert_on_the_latest_state_per_asset(db_conn, ro
     got = received(http, smtp)
     assert len(got["slack"]) == 1 and "[RESOLVED] breezeway/reservations is stale" in got["slack"][0]
     assert [event["event_action"] for event in got["pager"]] == ["resolve", "resolve"]
+
+
+def test_an_unclassified_exception_is_reported_by_its_own_first_line_not_dagsters_wrapper():
+    from adpipeline.monitoring.sensors import failure_sentence
+
+    @dg.asset(key=["breezeway", "t17_tasks"])
+    def tasks() -> None:
+        raise RuntimeError("breezeway nashville: unexpected payload shape\nTraceback detail that is not the sentence")
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([tasks], instance=instance, raise_on_error=False)
+    failures = [r.dagster_event for r in instance.all_logs(result.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)]
+    assert failure_sentence(failures, "generic") == ("breezeway__t17_tasks: RuntimeError: breezeway nashville: "
+                                                     "unexpected payload shape")
+    assert failure_sentence([], "generic") == "generic"
