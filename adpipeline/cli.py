@@ -1,4 +1,4 @@
-"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens, doctor, check."""
+"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens, alerts, doctor, check."""
 
 from __future__ import annotations
 
@@ -146,6 +146,45 @@ def cmd_tokens_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- alerts ---------------------------------------------------------------------------------------
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """list: open alerts (exit 2 if any is critical, 1 if any is open); test: a message through every sink."""
+    from adpipeline.config import get_config
+
+    config = get_config().alerts
+    if args.action == "test":
+        from adpipeline.monitoring.sinks import send_test
+
+        if not config.sinks:
+            print("no alert sinks configured (alerts.sinks in adpipeline.yaml): alerts go to the log and ops.alerts")
+            return 0
+        results = send_test(config, clock.now())
+        for sink in config.sinks:
+            error = results[sink.name]
+            print(f"{sink.name} ({sink.type}): " + ("delivered" if error is None else f"FAILED: {error}"))
+        return 1 if any(results.values()) else 0
+    from adpipeline.monitoring.alerts import open_alerts
+    from adpipeline.warehouse import db
+    from adpipeline.warehouse.embedded import warehouse_url
+
+    url = warehouse_url()
+    db.migrate(url)
+    with db.connect(url) as conn:
+        rows = open_alerts(conn)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        print("no open alerts")
+    else:
+        for row in rows:
+            row["opened_at"] = f"{row['opened_at']:%Y-%m-%d %H:%M} UTC"
+            row["where"] = " / ".join(p for p in (row["source"], row["scope"]) if p) or None
+        print(_table(rows, ["severity", "opened_at", "where", "title", "notified", "undelivered"]))
+    severities = {r["severity"] for r in rows}
+    return 2 if "critical" in severities else 1 if rows else 0
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
@@ -274,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(out of shell history)")
     tokens.add_argument("--json", action="store_true")
     tokens.set_defaults(func=cmd_tokens)
+
+    alerts = sub.add_parser("alerts", help="alerts and their sinks")
+    alerts.add_argument("action", choices=["list", "test"],
+                        help="list: open alerts (exit 2 if any is critical); test: send a test message through every "
+                             "configured sink (exit 1 if one fails)")
+    alerts.add_argument("--json", action="store_true")
+    alerts.set_defaults(func=cmd_alerts)
     return parser
 
 
