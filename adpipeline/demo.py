@@ -123,14 +123,15 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, log_file:
     out = open(log_file, "a") if log_file is not None else None  # noqa: SIM115 - closed below
     try:
         with redirect_stdout(out) if out is not None else nullcontext():
-            _run_batches(with_jobs, batches, deferred, run_config, summary, timings)
+            _run_batches(with_jobs, instance, batches, deferred, run_config, summary, timings)
     finally:
         if out is not None:
             out.close()
     return summary
 
 
-def _run_batches(with_jobs: dg.Definitions, batches, deferred, run_config: dict, summary, timings: Timings) -> None:
+def _run_batches(with_jobs: dg.Definitions, instance: dg.DagsterInstance, batches, deferred, run_config: dict,
+                 summary, timings: Timings) -> None:
     for index, (keys, pdef) in enumerate(batches):
         job = with_jobs.resolve_job_def(f"demo_batch_{index}")
         label = ", ".join(k.to_user_string() for k in keys)
