@@ -164,7 +164,10 @@ def test_code_server_daemon_and_cli_materialize_an_asset_on_postgres(databases, 
             events = [e.dagster_event_type for e in instance.all_logs(run_id)]
             assert run.status == dg.DagsterRunStatus.SUCCESS, log("daemon") + log("code")
             # it went through the queue the daemon drains, with the production tag limits in force
-            assert {dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_DEQUEUED} <= set(events), events
+            lifecycle = [e for e in events if e in (dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING,
+                                                    dg.DagsterEventType.RUN_SUCCESS)]
+            assert lifecycle == [dg.DagsterEventType.RUN_ENQUEUED, dg.DagsterEventType.RUN_STARTING,
+                                 dg.DagsterEventType.RUN_SUCCESS], events
             limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
             assert {(limit["key"], limit["value"]) for limit in limits} >= {(API_TAG, "meta"), (API_TAG, "dbt")}
             # loaded from the gRPC server, not from a Python module in this process
