@@ -95,6 +95,7 @@ def test_compose_file_validates_and_wires_the_stack(compose_dir):
     assert services["code"]["command"] == dockerfile_cmd()
     assert services["code"]["environment"]["DAGSTER_CURRENT_IMAGE"] == services["code"]["image"]
     assert {services[name]["image"] for name in ("migrate", "code", "webserver", "daemon")} == {"x"}
+    assert re.fullmatch(r"postgres:\d+\.\d+-\w+", services["postgres"]["image"]), "pin Postgres to a minor release"
     # the run containers join the stack's network, under the name the run launcher uses
     launcher = yaml.safe_load((COMPOSE / "dagster.yaml").read_text())["run_launcher"]
     assert stack["networks"]["adpipeline"]["name"] == launcher["config"]["network"]
@@ -315,9 +316,9 @@ def walk(node: Any, key: str = "") -> list[tuple[str, Any]]:
 
 # ---- Dockerfile
 
-def dockerfile_instructions() -> list[tuple[str, str]]:
+def dockerfile_instructions(text: str | None = None) -> list[tuple[str, str]]:
     """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
-    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text() if text is None else text)
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
 
@@ -336,48 +337,85 @@ def pinned(image: str) -> bool:
     if "@sha256:" in image:
         return True
     tag = image.rsplit("/", 1)[-1].partition(":")[2]
-    return bool(re.match(r"^\d+(\.\d+)+", tag))  # an exact version, not `latest` or a moving `3.11`
+    return bool(re.match(r"^\d+\.\d+\.\d+", tag))  # an exact version, not `latest` or a moving `3.11`
+
+
+def lint_dockerfile(text: str) -> list[str]:
+    """Structural problems: unpinned bases, root at run time, secrets in layers, no lock / manifest / gRPC."""
+    problems = []
+    instructions = dockerfile_instructions(text)
+    stages = [args.split()[0] for instruction, args in instructions if instruction == "FROM"]
+    if len(stages) < 2:
+        problems.append("not multi-stage: build tools would stay in the runtime image")
+    copied_images = [m.group(1) for instruction, args in instructions if instruction == "COPY"
+                     for m in [re.search(r"--from=(\S+)", args)] if m and ":" in m.group(1)]
+    problems += [f"{image} is not pinned to an exact version or digest" for image in stages + copied_images
+                 if not pinned(image)]
+    last_from = max((i for i, (instruction, _) in enumerate(instructions) if instruction == "FROM"), default=0)
+    runtime = instructions[last_from:]
+    users = [i for i, (instruction, _) in enumerate(runtime) if instruction == "USER"]
+    if not users or runtime[users[-1]][1].split(":")[0] in ("root", "0"):
+        problems.append("the runtime stage runs as root")
+    elif any(instruction in ("RUN", "COPY", "ADD") for instruction, _ in runtime[users[-1]:]):
+        problems.append("build steps after USER (run as the runtime user, or root again)")
+    for instruction, args in instructions:
+        if instruction in ("COPY", "ADD") and re.search(r"\.env\b|\.key\b|\.pem\b|credentials|secret|token",
+                                                         args, re.I):
+            problems.append(f"{instruction} {args}: copies a secret into a layer")
+        if instruction in ("ENV", "ARG"):
+            names = re.findall(r"(\w+)=", args) or [args.split()[0]]
+            if [n for n in names if re.search(r"TOKEN|SECRET|PASSWORD|CREDENTIALS|_KEY$", n)]:
+                problems.append(f"{instruction} {args}: a secret in the image's metadata")
+    runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
+    if "uv sync --frozen" not in runs:
+        problems.append("the environment is not installed from the lock (uv sync --frozen)")
+    if "adpipeline.transform.project" not in runs and "make manifest" not in runs:
+        problems.append("the dbt manifest is not built at image build")
+    cmds = [yaml.safe_load(args) for instruction, args in instructions if instruction == "CMD"]
+    if not cmds or cmds[-1][:3] not in (["dagster", "code-server", "start"], ["dagster", "api", "grpc"]):
+        problems.append("the default command does not serve the code location over gRPC")
+    return problems
 
 
 def test_dockerfile_is_pinned_non_root_and_copies_no_secret():
-    instructions = dockerfile_instructions()
-    stages = [args.split()[0] for instruction, args in instructions if instruction == "FROM"]
-    assert len(stages) >= 2, "multi-stage: build tools stay out of the runtime image"
-    copied_images = [m.group(1) for instruction, args in instructions if instruction == "COPY"
-                     for m in [re.search(r"--from=(\S+)", args)] if m and ":" in m.group(1)]
-    for image in stages + copied_images:
-        assert pinned(image), f"{image} is not pinned to an exact version or digest"
-    # the runtime stage ends as an unprivileged user, before the command
-    last_from = max(i for i, (instruction, _) in enumerate(instructions) if instruction == "FROM")
-    runtime = instructions[last_from:]
-    users = [i for i, (instruction, _) in enumerate(runtime) if instruction == "USER"]
-    assert users, "the runtime stage sets no USER (it would run as root)"
-    assert dockerfile_user() not in ("root", "0")
-    assert all(instruction not in ("RUN", "COPY", "ADD") for instruction, _ in runtime[users[-1]:])
-    # nothing secret goes into a layer
-    for instruction, args in instructions:
-        if instruction in ("COPY", "ADD"):
-            assert not re.search(r"\.env\b|\.key\b|\.pem\b|credentials|secret|token", args, re.I), args
-        if instruction in ("ENV", "ARG"):
-            names = re.findall(r"(\w+)=", args) or [args.split()[0]]
-            assert not [n for n in names if re.search(r"TOKEN|SECRET|PASSWORD|CREDENTIALS|_KEY$", n)], args
-        assert "--mount=type=secret" not in args
+    assert lint_dockerfile((ROOT / "Dockerfile").read_text()) == []
+    cmd = dockerfile_cmd()
+    assert cmd[cmd.index("-m") + 1] == DAGSTER_MODULE and "--extra deploy" in (ROOT / "Dockerfile").read_text()
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     for pattern in ("**/.env", "**/.env.*", ".adpipeline/", ".git/", ".venv/", "dbt_project/target/"):
         assert pattern in ignored, f".dockerignore must exclude {pattern}"
-    # from the lock, with the manifest built at build time; the default command serves the code location
-    runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
-    assert "uv sync --frozen" in runs and "--extra deploy" in runs
-    assert "adpipeline.transform.project" in runs or "make manifest" in runs
-    cmd = dockerfile_cmd()
-    assert cmd[:3] == ["dagster", "code-server", "start"] and cmd[cmd.index("-m") + 1] == DAGSTER_MODULE
     # every file the build copies from the context exists and is not ignored
-    for instruction, args in instructions:
+    for instruction, args in dockerfile_instructions():
         if instruction == "COPY" and "--from=" not in args:
             *sources, _ = [a for a in args.split() if not a.startswith("--")]
             for source in sources:
                 assert (ROOT / source).exists(), f"COPY {source}: no such file"
                 assert source not in ignored and f"{source}/" not in ignored, f"COPY {source}: ignored"
+
+
+def test_the_dockerfile_lint_catches_what_it_is_for():
+    bad = """FROM python:3.11-slim
+ARG META_ACCESS_TOKEN
+ENV ADPIPELINE_TOKEN_KEY=abc
+COPY .env /app/.env
+RUN pip install .
+CMD ["adpipeline", "dev"]
+"""
+    assert lint_dockerfile(bad) == [
+        "not multi-stage: build tools would stay in the runtime image",
+        "python:3.11-slim is not pinned to an exact version or digest",
+        "the runtime stage runs as root",
+        "ARG META_ACCESS_TOKEN: a secret in the image's metadata",
+        "ENV ADPIPELINE_TOKEN_KEY=abc: a secret in the image's metadata",
+        "COPY .env /app/.env: copies a secret into a layer",
+        "the environment is not installed from the lock (uv sync --frozen)",
+        "the dbt manifest is not built at image build",
+        "the default command does not serve the code location over gRPC",
+    ]
+    assert lint_dockerfile(bad.replace("FROM python:3.11-slim", "FROM python:3.11.14-slim AS b\nFROM python@sha256:"
+                                       + "0" * 64) + "USER 0\n")[:2] == ["the runtime stage runs as root",
+                                                                        "ARG META_ACCESS_TOKEN: a secret in the "
+                                                                        "image's metadata"]
 
 
 # ---- the run tag the queues limit
