@@ -27,3 +27,18 @@ PARALLEL_EXECUTOR = dg.multiprocess_executor.configured(
      "start_method": {"forkserver": {"preload_modules": ["adpipeline.definitions"]}}},
     name="forkserver_multiprocess",
 )
+
+# The API (or dbt) a job's runs call. The production run queue limits how many runs of each run at once
+# (tag_concurrency_limits in deploy/compose/dagster.yaml and deploy/helm/values.yaml, held to RUNS_AT_ONCE by
+# tests/test_deploy.py), below what each API tolerates: Meta's rate budget is per ad account and shared by every
+# call, so parallel runs only buy throttles; Breezeway runs keep 4 requests in flight each and its proxy 403s
+# bursts; a GA4 property allows 10 concurrent requests; dbt has one slot (pool `dbt`). The token and checks jobs
+# carry no API tag: a backlog of loads must never hold them back (URGENT_RUN_TAGS puts them first).
+API_TAG = "adpipeline/api"
+RUNS_AT_ONCE = {"meta": 2, "breezeway": 4, "ga4": 3, "dbt": 1}
+
+
+def api_tags(api: str) -> dict[str, str]:
+    if api not in RUNS_AT_ONCE:
+        raise ValueError(f"no run limit for {api!r}: add it to RUNS_AT_ONCE and the deploy/ run queues")
+    return {API_TAG: api}

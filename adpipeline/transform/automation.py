@@ -16,7 +16,7 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline import clock
-from adpipeline.conventions import LIGHT_EXECUTOR
+from adpipeline.conventions import LIGHT_EXECUTOR, api_tags
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -24,11 +24,14 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefinition,
                      models: dg.AssetsDefinition) -> tuple[list, dg.SensorDefinition]:
     meta_job = dg.define_asset_job("dbt_meta_daily_job", selection=[meta_daily], executor_def=LIGHT_EXECUTOR,
-                                   description="dbt models on Meta insights for a partition range.")
+                                   description="dbt models on Meta insights for a partition range.",
+                                   tags=api_tags("dbt"))
     ga4_job = dg.define_asset_job("dbt_ga4_daily_job", selection=[ga4_daily], executor_def=LIGHT_EXECUTOR,
-                                  description="dbt models on GA4 reports for one day.")
+                                  description="dbt models on GA4 reports for one day.",
+                                  tags=api_tags("dbt"))
     models_job = dg.define_asset_job("dbt_models_job", selection=[models], executor_def=LIGHT_EXECUTOR,
-                                     description="Unpartitioned dbt models (dimensions, reservations).")
+                                     description="Unpartitioned dbt models (dimensions, reservations).",
+                                     tags=api_tags("dbt"))
     meta_sources = {key for key in meta_daily.dependency_keys if key not in meta_daily.keys}
     ga4_sources = {key for key in ga4_daily.dependency_keys if key not in ga4_daily.keys}
     model_sources = {key for key in models.dependency_keys if key not in models.keys}

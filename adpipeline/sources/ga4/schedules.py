@@ -6,14 +6,14 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
-from adpipeline.conventions import LIGHT_EXECUTOR
+from adpipeline.conventions import LIGHT_EXECUTOR, api_tags
 from adpipeline.sources.ga4.assets import restatement_partition_keys
 
 
 def build_schedules(config: SourcesConfig, assets: list[dg.AssetsDefinition]) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     job = dg.define_asset_job(
         "ga4_reports_job", selection=dg.AssetSelection.assets(*assets), executor_def=LIGHT_EXECUTOR,
-        description="GA4 reports for one (day, property) partition.",
+        description="GA4 reports for one (day, property) partition.", tags=api_tags("ga4"),
     )
 
     @dg.schedule(name="ga4_reports", job=job, cron_schedule=config.cadences.ga4,
