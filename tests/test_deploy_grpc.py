@@ -152,10 +152,9 @@ def test_code_server_daemon_and_cli_materialize_an_asset_on_postgres(databases, 
         daemon = start("daemon", [str(BIN / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
                        real_clock)
         run_id = str(uuid.uuid4())
-        # in one process (not a subprocess per step): the same code, far less CPU on a shared machine
+        # the token job runs its steps in the run worker's process (its executor, adpipeline/conventions.py)
         launch = subprocess.run([str(BIN / "dagster"), "job", "launch", "-w", str(tmp_path / "workspace.yaml"),
-                                 "-j", "meta_token_job", "--run-id", run_id,
-                                 "--config-json", json.dumps({"execution": {"config": {"in_process": {}}}})],
+                                 "-j", "meta_token_job", "--run-id", run_id],
                                 env=env, cwd=tmp_path,
                                 capture_output=True, text=True, timeout=300)
         assert launch.returncode == 0, launch.stdout + launch.stderr
