@@ -11,7 +11,6 @@ subprocesses of the code server (Dagster's default launcher) instead of containe
 from __future__ import annotations
 
 import base64
-import json
 import os
 import secrets
 import socket
