@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import dagster as dg
 import psycopg
+from pydantic import PrivateAttr
 
 from adpipeline.warehouse import db, sync_log
 from adpipeline.warehouse.embedded import warehouse_url
@@ -17,6 +18,10 @@ class WarehouseResource(dg.ConfigurableResource):
     """Postgres warehouse. `url` unset -> ADPIPELINE_WAREHOUSE_URL, else the embedded server."""
 
     url: str | None = None
+    _instance: dg.DagsterInstance | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance = context.instance  # to fence each sync's commit on its run still being alive
 
     def dsn(self) -> str:
         return self.url or warehouse_url()
@@ -27,11 +32,28 @@ class WarehouseResource(dg.ConfigurableResource):
             yield conn
 
     def sync(self, **kwargs):
-        """One sync attempt (see `sync_log.sync`): data and sync-log row commit together."""
-        return sync_log.sync(url=self.dsn(), **kwargs)
+        """One sync attempt (see `sync_log.sync`): data and sync-log row commit together, and only while
+        the Dagster run it belongs to is still in progress."""
+        run_id = kwargs.get("run_id")
+        fence = run_fence(self._instance, run_id) if self._instance is not None and run_id else None
+        return sync_log.sync(url=self.dsn(), fence=fence, **kwargs)
 
     def token_store(self) -> TokenStore:
         return TokenStore(self.dsn())
 
     def migrate(self) -> list[str]:
         return db.migrate(self.dsn())
+
+
+_ENDED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.CANCELING)
+
+
+def run_fence(instance: dg.DagsterInstance, run_id: str):
+    """A sync fence: why the run may no longer commit (failed/cancelled, e.g. by run monitoring), or None."""
+    def refused() -> str | None:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.status in _ENDED:
+            return f"its run {run_id} is {run.status.value} (failed or cancelled while this step still ran)"
+        return None
+
+    return refused

@@ -6,7 +6,10 @@ A sync of one (source, scope, entity, window):
      process that wrote it is gone (killed run, lost worker), so that row can never finish;
   3. commits its own `running` row;
   4. loads the data and marks its row `success` in ONE transaction; on any error the data rolls back
-     and the row is marked `failed` with the (redacted) error.
+     and the row is marked `failed` with the (redacted) error;
+  5. just before that commit asks its fence (if given: is the Dagster run still the owner?) and rolls
+     back instead when the run was failed or cancelled meanwhile — a step orphaned by run monitoring or a
+     killed worker must not keep committing while the retry reloads the same scopes.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ SYNC_TYPES = ("full", "incremental", "restatement")
 
 class SyncInProgress(RuntimeError):
     """Another live process is syncing the same (source, scope, entity, window)."""
+
+
+class RunNoLongerOwner(RuntimeError):
+    """The run this sync belongs to was failed or cancelled while it loaded: its data is not committed."""
 
 
 def _lock_key(source: str, scope: str, entity: str, window_start, window_end) -> str:
@@ -104,6 +111,7 @@ def sync(
     run_id: str | None = None,
     url: str | None = None,
     api_calls: Callable[[], int] | None = None,
+    fence: Callable[[], str | None] | None = None,
 ) -> Iterator[Sync]:
     """Run one sync attempt; see the module docstring for the guarantees."""
     if sync_type not in SYNC_TYPES:
@@ -126,6 +134,9 @@ def sync(
         handle = Sync(conn=conn, id=sync_id, source=source, scope=scope, entity=entity)
         try:
             yield handle
+            refused = fence() if fence else None
+            if refused:
+                raise RunNoLongerOwner(f"{source} {scope} {entity}: not committed, {refused}")
             calls = api_calls() if api_calls else handle.api_calls
             r = handle.result
             conn.execute(
