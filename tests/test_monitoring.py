@@ -342,3 +342,27 @@ def test_a_config_error_is_reported_as_a_config_error(tmp_path, dagster_env, war
     assert cli.returncode == 4, cli.stdout + cli.stderr
     (finding,) = json.loads(cli.stdout)["findings"]
     assert finding["kind"] == "config" and str(broken) in finding["message"]
+
+
+@pytest.mark.parametrize("started_minutes_ago, retried", [(57, False), (30, True)])
+def test_a_run_failed_at_its_max_runtime_is_not_retried_but_a_crash_earlier_is(instance, started_minutes_ago, retried):
+    """Issue 24 finding 5: run monitoring fails a run past its max runtime with no failure reason, and the
+    instance's run retries (crashed workers) would rerun it to hang again. The guard sensor marks a run near its
+    max runtime first; Dagster's own retry decision (dagster/will_retry, set when the failure is recorded)
+    then says no. A younger run that fails (a lost worker) is still retried."""
+    from dagster._core.events import DagsterEvent, DagsterEventType
+    from dagster._core.test_utils import create_run_for_test
+
+    from adpipeline.monitoring.sensors import max_runtime_guard_sensor
+
+    run = create_run_for_test(instance, job_name="t_hung_job", status=dg.DagsterRunStatus.NOT_STARTED)
+    started = datetime.now(timezone.utc) - timedelta(minutes=started_minutes_ago)
+    instance.run_storage.handle_run_event(run.run_id, DagsterEvent(DagsterEventType.RUN_START.value,
+                                                                   job_name="t_hung_job"), update_timestamp=started)
+    try:
+        with dg.build_sensor_context(instance=instance) as context:
+            max_runtime_guard_sensor()(context)
+        instance.report_run_failed(instance.get_run_by_id(run.run_id), "Exceeded maximum runtime of 3600 seconds.")
+        assert instance.get_run_by_id(run.run_id).tags.get("dagster/will_retry") == str(retried).lower()
+    finally:
+        instance.delete_run(run.run_id)

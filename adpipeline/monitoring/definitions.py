@@ -17,6 +17,7 @@ from adpipeline.monitoring.sensors import (
     alert_delivery_sensor,
     check_alert_sensor,
     freshness_alert_sensor,
+    max_runtime_guard_sensor,
     run_failure_alert_sensor,
     run_recovery_alert_sensor,
     watchdog_sensor,
@@ -55,7 +56,7 @@ def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions
         ))
     alerts = config.alerts
     alerting = [check_alert_sensor(alerts), freshness_alert_sensor(alerts), run_failure_alert_sensor(alerts),
-                run_recovery_alert_sensor(alerts), alert_delivery_sensor(alerts)]
+                run_recovery_alert_sensor(alerts), alert_delivery_sensor(alerts), max_runtime_guard_sensor()]
     own = dg.Definitions(jobs=jobs, schedules=schedules, sensors=alerting)
     expected = expected_instigators(dg.Definitions.merge(sources, own))
     watchdog = watchdog_sensor(expected, alerts)

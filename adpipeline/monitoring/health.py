@@ -137,6 +137,40 @@ def stuck_run_findings(instance: dg.DagsterInstance, now: datetime,
     return findings
 
 
+# Dagster's run monitoring fails a run past its max runtime, and its run retries would rerun it like a crashed
+# one (the failure carries no reason): a hung run rerun hangs again. A run this close to its max runtime is
+# marked "no retries" (Dagster's own dagster/max_retries tag) before monitoring fails it, by a sensor that
+# ticks well inside this margin.
+NO_RETRY_MARGIN = timedelta(minutes=5)
+MAX_RETRIES_TAG, NO_RETRY_REASON_TAG = "dagster/max_retries", "adpipeline/no_retry_reason"
+
+
+def runs_to_keep_from_retrying(instance: dg.DagsterInstance, now: datetime,
+                               max_runtime: timedelta | None = None) -> list[dg.DagsterRun]:
+    """Started runs within NO_RETRY_MARGIN of their max runtime (the run's dagster/max_runtime tag, else the
+    thresholds table's, which dagster.yaml's run_monitoring uses too) not yet marked."""
+    default = max_runtime or T.RUN_MAX_RUNTIME.error
+    due = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]), limit=200):
+        run = record.dagster_run
+        if record.start_time is None or run.tags.get(MAX_RETRIES_TAG) == "0":
+            continue
+        try:
+            limit = timedelta(seconds=float(run.tags["dagster/max_runtime"])) if "dagster/max_runtime" in run.tags else default
+        except ValueError:
+            limit = default
+        if now - datetime.fromtimestamp(record.start_time, timezone.utc) > limit - NO_RETRY_MARGIN:
+            due.append(run)
+    return due
+
+
+def keep_from_retrying(instance: dg.DagsterInstance, runs: Iterable[dg.DagsterRun]) -> list[str]:
+    for run in runs:
+        instance.add_run_tags(run.run_id, {MAX_RETRIES_TAG: "0",
+                                           NO_RETRY_REASON_TAG: "near its max runtime: a rerun would hang again"})
+    return [run.run_id for run in runs]
+
+
 def check_findings(instance: dg.DagsterInstance, check_keys: Iterable[dg.AssetCheckKey]) -> list[Finding]:
     """The latest FINISHED evaluation of every check: ERROR failures are critical, WARN failures warnings.
 

@@ -22,7 +22,15 @@ from adpipeline.config import AlertsConfig
 from adpipeline.http.redact import redact
 from adpipeline.monitoring.alerts import RUNBOOK, Alert, check_action, due_reminders, raise_alert, resolve_alert
 from adpipeline.monitoring.checks import evaluate_refresh_job_ran
-from adpipeline.monitoring.health import CRITICAL, Instigator, instigator_findings, stuck_run_findings
+from adpipeline.monitoring.health import (
+    CRITICAL,
+    NO_RETRY_MARGIN,
+    Instigator,
+    instigator_findings,
+    keep_from_retrying,
+    runs_to_keep_from_retrying,
+    stuck_run_findings,
+)
 from adpipeline.monitoring.sinks import deliver_pending
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import token_states
@@ -235,5 +243,20 @@ def alert_delivery_sensor(config: AlertsConfig) -> dg.SensorDefinition:
             outcomes = deliver_pending(conn, config, now)
         told = "; ".join(f"{sink}: {outcome}" for sink, outcome in outcomes.items()) or "nothing due"
         return dg.SkipReason(f"{reminders} reminder(s) queued; {told}")
+
+    return _sensor
+
+
+def max_runtime_guard_sensor() -> dg.SensorDefinition:
+    @dg.sensor(name="max_runtime_guard", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description=f"Marks a run within {NO_RETRY_MARGIN // timedelta(minutes=1)} min of its max runtime "
+                           "'no retries' (dagster/max_retries=0), so when run monitoring fails it, it is not rerun "
+                           "to hang again; crashed workers are still retried.")
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SkipReason:
+        runs = runs_to_keep_from_retrying(context.instance, clock.system_now())  # Dagster's run times: host clock
+        marked = keep_from_retrying(context.instance, runs)
+        for run_id in marked:
+            context.log.warning(f"run {run_id} is near its max runtime: it will not be retried if it is failed for it")
+        return dg.SkipReason(f"{len(marked)} run(s) near their max runtime marked no-retry")
 
     return _sensor
