@@ -258,3 +258,30 @@ def test_code_version_follows_the_sql_its_config_and_the_project_macros_it_calls
     unrelated = copy.deepcopy(manifest)
     unrelated["nodes"]["model.adpipeline.dim_ads"]["raw_code"] += "\n-- changed"
     assert version(nested) != base and version(config) != base and version(unrelated) == base
+
+
+def test_source_freshness_mirrors_the_thresholds_table():
+    """dbt source freshness uses the same limits as the lateness checks (adpipeline/monitoring/thresholds.py)."""
+    from adpipeline.monitoring import thresholds
+
+    def hours(limit) -> dict | None:
+        return None if limit is None else {"count": int(limit.total_seconds() // 3600), "period": "hour"}
+
+    def limits(threshold) -> dict:
+        return {k: v for k, v in (("warn_after", hours(threshold.warn)), ("error_after", hours(threshold.error)))
+                if v is not None}
+
+    expected = {
+        ("raw_meta", None): limits(thresholds.HOURLY_FEED_LATENESS),
+        ("raw_breezeway", None): limits(thresholds.DAILY_FEED_LATENESS),
+        ("raw_breezeway", "reservations"): limits(thresholds.HOURLY_FEED_LATENESS),
+        ("raw_ga4", None): limits(thresholds.GA4_LATENESS),
+    }
+    found = {}
+    for path in sorted((DBT_PROJECT_DIR / "models").rglob("_*__sources.yml")):
+        for source in yaml.safe_load(path.read_text())["sources"]:
+            found[(source["name"], None)] = source["config"]["freshness"]
+            for table in source["tables"]:
+                if "freshness" in (table.get("config") or {}):
+                    found[(source["name"], table["name"])] = table["config"]["freshness"]
+    assert found == expected

@@ -9,4 +9,6 @@ select
     assignee_name,
     lower(status) as status,
     loaded_at
-from {{ source('raw_breezeway', 'task_assignments') }}
+-- loaded by breezeway/tasks with its task: read beside that source (one dbt source per Dagster asset)
+{%- set tasks = source('raw_breezeway', 'tasks') %}
+from {{ tasks.incorporate(path={'identifier': 'task_assignments'}) }}

@@ -12,4 +12,6 @@ select
     upper(currency) as currency,
     coalesce(billable, false) as is_billable,
     loaded_at
-from {{ source('raw_breezeway', 'task_supplies') }}
+-- loaded by breezeway/tasks with its task: read beside that source (one dbt source per Dagster asset)
+{%- set tasks = source('raw_breezeway', 'tasks') %}
+from {{ tasks.incorporate(path={'identifier': 'task_supplies'}) }}
