@@ -51,9 +51,9 @@ PROPERTIES: dict[str, PropertyProfile] = {
     p.id: p
     for p in [
         PropertyProfile("310000001", "Sandbox Resorts Web", "America/Jamaica", "USD", 400, 0.0,
-                        paid_social_campaigns=("jm_last_minute", "jm_winter_escape", "retargeting_q4")),
+                        paid_social_campaigns=("jm_long_stay", "jm_pet_friendly", "retargeting_q4")),
         PropertyProfile("310000002", "Sandbox Lodges Web", "America/Denver", "USD", 700, 0.45,
-                        paid_social_campaigns=("lodges_winter_escape", "lodges_pet_friendly", "retargeting_q4")),
+                        paid_social_campaigns=("lodges_city_break", "lodges_spring_deals", "retargeting_q4")),
         PropertyProfile("310000003", "Sandbox Partner Web", "Europe/London", "GBP", 200, 0.0, readable=False),
     ]
 }
