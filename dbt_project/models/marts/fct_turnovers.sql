@@ -39,6 +39,25 @@ as_of as (
     group by region_code
 ),
 
+-- the stay's own housekeeping task: finished first, then the earliest finish
+own_clean as (
+    select distinct on (reservation_key) reservation_key, task_key
+    from cleans
+    where reservation_key is not null
+    order by reservation_key, is_finished desc, finished_at nulls last, task_key
+),
+
+-- else a housekeeping task of the home scheduled in the gap [check-out day, next check-in day]: the
+-- gap's days are generated so the match is an equality join (a range join per home would be quadratic)
+gap_clean as (
+    select distinct on (s.reservation_key) s.reservation_key, c.task_key
+    from sequenced as s
+    cross join lateral generate_series(s.checkout_date, coalesce(s.next_checkin_date, s.checkout_date),
+                                       interval '1 day') as gap_day
+    join cleans as c on c.property_key = s.property_key and c.scheduled_date = gap_day::date
+    order by s.reservation_key, c.is_finished desc, c.finished_at nulls last, c.task_key
+),
+
 matched as (
     select
         s.*,
@@ -50,18 +69,9 @@ matched as (
         c.finished_at as clean_finished_at,
         a.data_as_of
     from sequenced as s
-    left join lateral (
-        select *
-        from cleans as c
-        where c.property_key = s.property_key
-          and (c.reservation_key = s.reservation_key
-               or (c.scheduled_date >= s.checkout_date
-                   and c.scheduled_date <= coalesce(s.next_checkin_date, s.checkout_date)))
-        -- the stay's own task first, then a finished one, the earliest finish
-        order by (c.reservation_key is not distinct from s.reservation_key) desc, c.is_finished desc,
-                 c.finished_at nulls last, c.task_key
-        limit 1
-    ) as c on true
+    left join own_clean as o on o.reservation_key = s.reservation_key
+    left join gap_clean as g on g.reservation_key = s.reservation_key
+    left join cleans as c on c.task_key = coalesce(o.task_key, g.task_key)
     left join as_of as a on a.region_code = s.region_code
 ),
 
