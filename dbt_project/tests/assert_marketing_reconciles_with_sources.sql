@@ -1,3 +1,4 @@
+{{ config(severity='error', meta={'dagster': {'ref': {'name': 'fct_marketing_channel_daily'}}}) }}
 -- Per day: spend = the Meta campaign fact's; sessions = GA4 Paid Social sessions plus every mapped
 -- (property, utm_campaign)'s sessions. A row lost by the join shows up here.
 with mapping as (

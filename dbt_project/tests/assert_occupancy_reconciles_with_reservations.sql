@@ -1,3 +1,4 @@
+{{ config(severity='error', meta={'dagster': {'ref': {'name': 'fct_property_occupancy_daily'}}}) }}
 -- Guest nights in the occupancy fact = distinct (property, night) covered by a guest stay in staging.
 with expected as (
     select r.property_key, count(distinct night::date) as guest_nights

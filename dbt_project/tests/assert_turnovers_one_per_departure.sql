@@ -1,3 +1,4 @@
+{{ config(severity='error', meta={'dagster': {'ref': {'name': 'fct_turnovers'}}}) }}
 -- One turnover per stay that was neither cancelled nor deleted, and nothing else.
 with expected as (
     select reservation_key
