@@ -4,6 +4,10 @@
 # the tests add the dev extra. The dbt manifest is built when the definitions load, if missing or stale.
 PYTHON ?= python3.11
 UV := $(PYTHON) -m uv
+# Installed packages are compiled to bytecode once, at install: every Dagster process (run worker, step,
+# code server, test subprocess) otherwise compiles dagster and dbt from source again (~2-3 s each) where
+# PYTHONDONTWRITEBYTECODE is set, as on these machines.
+export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo dev test uv manifest
 

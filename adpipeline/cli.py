@@ -1,4 +1,4 @@
-"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens."""
+"""The `adpipeline` command: demo, dev, sandbox, warehouse, tokens, alerts, doctor, check."""
 
 from __future__ import annotations
 
@@ -162,6 +162,45 @@ def cmd_tokens_exchange(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- alerts ---------------------------------------------------------------------------------------
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    """list: open alerts (exit 2 if any is critical, 1 if any is open); test: a message through every sink."""
+    from adpipeline.config import get_config
+
+    config = get_config().alerts
+    if args.action == "test":
+        from adpipeline.monitoring.sinks import send_test
+
+        if not config.sinks:
+            print("no alert sinks configured (alerts.sinks in adpipeline.yaml): alerts go to the log and ops.alerts")
+            return 0
+        results = send_test(config, clock.now())
+        for sink in config.sinks:
+            error = results[sink.name]
+            print(f"{sink.name} ({sink.type}): " + ("delivered" if error is None else f"FAILED: {error}"))
+        return 1 if any(results.values()) else 0
+    from adpipeline.monitoring.alerts import open_alerts
+    from adpipeline.warehouse import db
+    from adpipeline.warehouse.embedded import warehouse_url
+
+    url = warehouse_url()
+    db.migrate(url)
+    with db.connect(url) as conn:
+        rows = open_alerts(conn)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    elif not rows:
+        print("no open alerts")
+    else:
+        for row in rows:
+            row["opened_at"] = f"{row['opened_at']:%Y-%m-%d %H:%M} UTC"
+            row["where"] = " / ".join(p for p in (row["source"], row["scope"]) if p) or None
+        print(_table(rows, ["severity", "opened_at", "where", "title", "notified", "undelivered"]))
+    severities = {r["severity"] for r in rows}
+    return 2 if "critical" in severities else 1 if rows else 0
+
+
 def _table(rows: list[dict], columns: list[str]) -> str:
     cells = [[str(r.get(c) if r.get(c) is not None else "-") for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
@@ -207,6 +246,32 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return diagnose(load_defs, args.json)
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run the selected asset checks once on the configured warehouse and instance (see monitoring/runner.py)."""
+    from adpipeline.monitoring.runner import EXIT_UNREACHABLE, fail, run
+    from adpipeline.stack import prepare_dagster_home
+    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
+
+    url = os.environ.get(WAREHOUSE_URL_ENV)
+    if not url:  # like doctor: checking an embedded warehouse nobody started would only check an empty one
+        port = default_server().running_port()
+        if port is None:
+            return fail(EXIT_UNREACHABLE, "the embedded warehouse (which holds the Dagster instance) is not running; "
+                        f"start it (`adpipeline dev`) or set {WAREHOUSE_URL_ENV}", args.json)
+        url = default_server().dsn(port)
+    home = Path(export_environment(url)["DAGSTER_HOME"])
+    if not (home / "dagster.yaml").exists():
+        prepare_dagster_home(home)
+
+    def load_defs():
+        from adpipeline.definitions import defs
+
+        return defs
+
+    return run(load_defs, url, select_tokens=args.select, fail_on=args.fail_on, junit=args.junit_xml,
+               as_json=args.json)
+
+
 def cmd_sandbox(args: argparse.Namespace) -> int:
     from adpipeline.sandbox.server import run
 
@@ -237,6 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.set_defaults(func=cmd_doctor)
 
+    check = sub.add_parser("check", help="run asset checks once without materializing (for CI); evaluations are "
+                                         "recorded in the Dagster instance; exit 0 pass, 1 warn (--fail-on warn), "
+                                         "2 error, 3 warehouse/instance unreachable, 4 configuration error")
+    check.add_argument("--select", action="append", default=[], metavar="KEYS|GROUPS|SOURCES",
+                       help="comma-separated check keys (meta/ads_insights:lateness), asset keys, groups, sources "
+                            "or check names; repeatable; default: every standalone check")
+    check.add_argument("--fail-on", choices=["warn", "error"], default="error",
+                       help="the lowest severity that fails (exit code and JUnit); default error")
+    check.add_argument("--junit-xml", type=Path, metavar="FILE", help="write one JUnit testcase per check to FILE")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
+
     warehouse = sub.add_parser("warehouse", help="the Postgres warehouse")
     warehouse.add_argument("action", choices=["url", "env", "migrate", "stop"],
                            help="url: start if needed and print a DSN for psql/BI tools; env: print `export` lines "
@@ -254,6 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(out of shell history)")
     tokens.add_argument("--json", action="store_true")
     tokens.set_defaults(func=cmd_tokens)
+
+    alerts = sub.add_parser("alerts", help="alerts and their sinks")
+    alerts.add_argument("action", choices=["list", "test"],
+                        help="list: open alerts (exit 2 if any is critical); test: send a test message through every "
+                             "configured sink (exit 1 if one fails)")
+    alerts.add_argument("--json", action="store_true")
+    alerts.set_defaults(func=cmd_alerts)
     return parser
 
 

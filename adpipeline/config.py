@@ -11,7 +11,7 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -144,12 +144,59 @@ class Cadences(_Model):
     ga4: Cron = "0 */4 * * *"
 
 
+class AlertSink(_Model):
+    """One route: where alerts of these severities (and sources) go. Secrets (webhook URLs, which carry a
+    token in their path; SMTP passwords) are named by environment variable, never written here."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")]
+    type: Literal["slack", "webhook", "email"]
+    severities: list[Literal["critical", "warning"]] = ["critical", "warning"]
+    sources: list[str] = []  # empty: every source (meta, breezeway, ga4, and signals without one)
+    url_env: EnvName | None = None  # slack, webhook
+    routing_key_env: EnvName | None = None  # webhook: a PagerDuty Events v2 integration key
+    smtp_host: str | None = None  # email
+    smtp_port: int = 587
+    starttls: bool = True
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    sender: str | None = None
+    recipients: list[str] = []
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertSink:
+        if self.type in ("slack", "webhook") and not self.url_env:
+            raise ValueError(f"alert sink {self.name!r}: a {self.type} sink needs url_env")
+        if self.type == "email" and not (self.smtp_host and self.sender and self.recipients):
+            raise ValueError(f"alert sink {self.name!r}: an email sink needs smtp_host, sender and recipients")
+        if self.type == "email" and bool(self.username_env) != bool(self.password_env):
+            raise ValueError(f"alert sink {self.name!r}: give both username_env and password_env, or neither")
+        return self
+
+    def routes(self, severity: str, source: str | None) -> bool:
+        return severity in self.severities and (not self.sources or source in self.sources)
+
+
+class AlertsConfig(_Model):
+    """Routing and pacing of alert messages. ops.alerts and the log always receive every alert."""
+
+    ui_base_url: str = "http://localhost:3000"  # links in messages point at this Dagster UI
+    renotify_critical_minutes: Annotated[int, Field(ge=1)] = 240  # an open critical alert is repeated this often
+    summary_after: Annotated[int, Field(ge=1)] = 5  # more messages than this due at once for a sink: one summary
+    sinks: list[AlertSink] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AlertsConfig:
+        _require_unique([s.name for s in self.sinks], "alerts.sinks", "name")
+        return self
+
+
 class SourcesConfig(_Model):
     reporting_timezone: TimeZone = "America/Jamaica"
     meta: MetaConfig = Field(default_factory=MetaConfig)
     breezeway: BreezewayConfig = Field(default_factory=BreezewayConfig)
     ga4: Ga4Config = Field(default_factory=Ga4Config)
     cadences: Cadences = Field(default_factory=Cadences)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
 
 def _describe(error: dict) -> str:

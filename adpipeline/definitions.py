@@ -6,6 +6,7 @@ Loading reads one file, the sources config; no network or database work happens 
 import dagster as dg
 
 from adpipeline.config import get_config
+from adpipeline.conventions import PARALLEL_EXECUTOR
 from adpipeline.monitoring.definitions import build_defs as monitoring_defs
 from adpipeline.monitoring.freshness import apply_freshness
 from adpipeline.sources.breezeway.definitions import build_defs as breezeway_defs
@@ -25,8 +26,10 @@ def _merge() -> dg.Definitions:
         meta_defs(config),
         transform_defs(config),
     )
-    # monitoring watches the other slices; freshness policies apply to every asset in one place
-    return apply_freshness(dg.Definitions.merge(sources, monitoring_defs(sources, config)), config)
+    # monitoring watches the other slices; freshness policies apply to every asset in one place. A run
+    # launched from the UI (no job of ours) gets the forkserver executor, not a re-import per step.
+    merged = dg.Definitions.merge(sources, monitoring_defs(sources, config), dg.Definitions(executor=PARALLEL_EXECUTOR))
+    return apply_freshness(merged, config)
 
 
 defs = _merge()

@@ -2,7 +2,9 @@
 
 Runs are recorded in the local Dagster instance (Postgres), so `adpipeline dev` shows them afterwards.
 Assets run level by level in dependency order; within a level, one run per partitions definition and
-partition (the latest day; every region; every property).
+partition (the latest day; every region; every property). The standalone non-blocking checks run once
+at the end, over everything loaded. The console gets one line per batch and a summary with each step's
+time; Dagster's events go to a log file beside the instance.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 
@@ -69,23 +73,90 @@ def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDef
     return batches
 
 
-def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance) -> dict[str, AssetSummary]:
+def deferred_check_keys(defs: dg.Definitions) -> list[dg.AssetCheckKey]:
+    """The checks the demo evaluates once, after every batch: the standalone, non-blocking ones (lateness,
+    all-scopes-loaded, ...). Evaluated per batch they would report the scopes of later batches as missing.
+    Blocking checks stay in their batch (they guard what is downstream); dbt tests run inside dbt."""
+    return [spec.key for checks in defs.asset_checks or [] for spec in checks.check_specs if not spec.blocking]
+
+
+@dataclass
+class Timings:
+    steps: list[tuple[str, float]] = field(default_factory=list)
+
+    def add(self, label: str, seconds: float) -> None:
+        self.steps.append((label, seconds))
+
+
+def quiet_run_config(log_file: Path | None) -> dict:
+    """Dagster's console logger at WARNING (the events are in the instance; DEBUG goes to the log file)."""
+    config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    if log_file is not None:
+        config["loggers"]["demo_file"] = {"config": {"path": str(log_file)}}
+    return config
+
+
+@dg.logger(config_schema={"path": str}, description="Every Dagster event of the demo's runs, into a file.")
+def demo_file_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    logger = logging.Logger("adpipeline.demo.dagster", level=logging.DEBUG)
+    handler = logging.FileHandler(init_context.logger_config["path"])
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return logger
+
+
+def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, log_file: Path | None = None,
+                   timings: Timings | None = None) -> dict[str, AssetSummary]:
     summary: dict[str, AssetSummary] = defaultdict(AssetSummary)
+    timings = timings or Timings()
     batches = plan(defs)
+    deferred = deferred_check_keys(defs)
+    without_deferred = dg.AssetSelection.checks(*deferred)
+    jobs = [dg.define_asset_job(f"demo_batch_{i}", selection=dg.AssetSelection.assets(*keys) - without_deferred)
+            for i, (keys, _) in enumerate(batches)]
+    checks_job = dg.define_asset_job("demo_checks", selection=dg.AssetSelection.checks(*deferred))
     # one merge for all batch jobs: resolving the repository is the expensive part
-    jobs = [dg.define_asset_job(f"demo_batch_{i}", selection=keys) for i, (keys, _) in enumerate(batches)]
-    with_jobs = dg.Definitions.merge(defs, dg.Definitions(jobs=jobs))
+    loggers = {"console": dg.colored_console_logger, "demo_file": demo_file_logger}
+    with_jobs = dg.Definitions.merge(defs, dg.Definitions(jobs=[*jobs, checks_job], loggers=loggers))
+    run_config = quiet_run_config(log_file)
+    # what steps print (dbt's own log lines) goes to the log file too; the progress lines are on stderr
+    out = open(log_file, "a") if log_file is not None else None  # noqa: SIM115 - closed below
+    try:
+        with redirect_stdout(out) if out is not None else nullcontext():
+            _run_batches(with_jobs, batches, deferred, run_config, summary, timings)
+    finally:
+        if out is not None:
+            out.close()
+    return summary
+
+
+def _run_batches(with_jobs: dg.Definitions, batches, deferred, run_config: dict, summary, timings: Timings) -> None:
     for index, (keys, pdef) in enumerate(batches):
         job = with_jobs.resolve_job_def(f"demo_batch_{index}")
-        for partition in demo_partition_keys(pdef):
-            label = ", ".join(k.to_user_string() for k in keys) + (f" [{partition}]" if partition else "")
-            log.info("materializing %s", label)
-            started = time.monotonic()
+        label = ", ".join(k.to_user_string() for k in keys)
+        partitions = demo_partition_keys(pdef)
+        started, failed = time.monotonic(), 0
+        for partition in partitions:
             result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
-                                            tags={"adpipeline/demo": "true"})
-            log.info("%s: %s in %.1f s", label, "ok" if result.success else "FAILED", time.monotonic() - started)
+                                            run_config=run_config, tags={"adpipeline/demo": "true"})
+            failed += 0 if result.success else 1
             _collect(result, keys, partition, summary)
-    return summary
+        elapsed = time.monotonic() - started
+        scope = f"{len(partitions)} partition(s)" if pdef is not None else "unpartitioned"
+        log.info("batch %d/%d (%s; %s): %s in %.1f s", index + 1, len(batches), label, scope,
+                 "ok" if not failed else f"{failed} run(s) FAILED", elapsed)
+        timings.add(f"batch {index + 1}: {label} [{scope}]", elapsed)
+    if deferred:
+        started = time.monotonic()
+        result = with_jobs.resolve_job_def("demo_checks").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=run_config, tags={"adpipeline/demo": "true"})
+        _collect(result, [], None, summary)
+        elapsed = time.monotonic() - started
+        log.info("checks (%d, once after every batch): %s in %.1f s", len(deferred),
+                 "ok" if result.success else "FAILED", elapsed)
+        timings.add(f"checks: {len(deferred)} evaluated once", elapsed)
+        if not result.success:
+            summary["(checks run)"].runs, summary["(checks run)"].failed_runs = 1, 1
 
 
 def _collect(result: dg.ExecuteInProcessResult, keys, partition, summary) -> None:
@@ -132,14 +203,31 @@ def render(summary: dict[str, AssetSummary]) -> str:
     return "\n".join(lines)
 
 
+def render_timings(timings: Timings, total: float) -> str:
+    width = max((len(label) for label, _ in timings.steps), default=10)
+    width = min(width, 100)
+    lines = [f"{'STEP':{width}}  SECONDS"]
+    lines += [f"{label[:width]:{width}}  {seconds:7.1f}" for label, seconds in timings.steps]
+    lines.append(f"{'total':{width}}  {total:7.1f}")
+    return "\n".join(lines)
+
+
 def run_demo(keep_warehouse: bool = False) -> int:
+    started = time.monotonic()
+    timings = Timings()
     with local_stack(sandbox=True, keep_warehouse=keep_warehouse) as stack:
         from adpipeline.definitions import defs
 
+        timings.add("set-up: warehouse, migrations, sandbox, code location", time.monotonic() - started)
+        log_file = stack.dagster_home / "demo-events.log"
+        logging.getLogger("dagster").setLevel(logging.WARNING)  # dagster-dbt's INFO lines: in the log file
+        log.info("Dagster events of the demo's runs: %s (and in the instance: `adpipeline dev`)", log_file)
         with dg.DagsterInstance.get() as instance:
-            summary = run_everything(defs, instance)
+            summary = run_everything(defs, instance, log_file=log_file, timings=timings)
         print()
         print(render(summary) if summary else "No assets are defined yet: nothing to materialize.")
+        print()
+        print(render_timings(timings, time.monotonic() - started))
         print()
         failed_runs = sum(e.failed_runs for e in summary.values())
         errors = sum(v == "ERROR" for e in summary.values() for v in e.checks.values())

@@ -47,6 +47,15 @@ def test_demo_runs_everything_and_lands_rows(server_home, monkeypatch):
         assert demo.returncode == 0, output[-6000:]
         assert "demo OK" in demo.stdout
         summary = demo.stdout
+        # a quiet console: one progress line per batch, then the checks once; Dagster's events in the log file
+        batches = re.findall(r"batch (\d+)/(\d+) \(.*\): ok in [\d.]+ s", demo.stderr)
+        assert batches and [int(i) for i, _ in batches] == list(range(1, int(batches[0][1]) + 1)), demo.stderr[-3000:]
+        assert re.search(r"checks \(\d+, once after every batch\): ok in", demo.stderr)
+        assert " DEBUG " not in output and "did not pass" not in output and "STEP_SUCCESS" not in output
+        assert re.search(r"^total\s+[\d.]+$", summary, re.M)  # the timing table closes with the total
+        events = (server_home / "home" / "dagster_home" / "demo-events.log").read_text()
+        assert "STEP_SUCCESS" in events and "Running with dbt=" in events
+        output += events
         for asset in ("meta/ads_insights", "breezeway/reservations", "ga4/traffic_acquisition"):
             assert re.search(rf"^{re.escape(asset)}\s", summary, re.M), summary
         shown = re.search(r"^warehouse: (\S+)", summary, re.M).group(1)

@@ -197,6 +197,7 @@ def _load_issue19(conn: psycopg.Connection) -> None:
 BACKFILL_ACCOUNT, BLOCKING_ACCOUNT = "act_900000000000008", "act_900000000000009"
 BACKFILL_DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
 BLOCKING_DAY = date(2026, 3, 20)
+PARSE_ACCOUNT, PARSE_DAYS = "act_900000000000010", [date(2026, 4, 1), date(2026, 4, 2)]
 
 
 def dagster_row(account: str, day: date, ad: str, spend: str) -> dict:
@@ -424,6 +425,28 @@ def test_a_failing_error_test_blocks_the_downstream_models(dagster_account, meta
     assert "marts/fct_ad_performance_daily" not in materialized
     assert "marts/fct_campaign_performance_daily" not in materialized
     assert mart_spend(conn, account) == {BLOCKING_DAY: 10}  # the mart kept its last good numbers
+
+
+def _dbt_build_reports(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if e.user_message.startswith("dbt build: parse")]
+
+
+def test_partial_parsing_survives_runs_over_other_windows_with_one_invocation_each(dagster_account, meta_daily_dbt):
+    """The partition window changes every run; dbt must not re-parse the project for it (it did while the
+    window was passed as --vars: "config vars ... have changed")."""
+    conn, account = dagster_account(PARSE_ACCOUNT)
+    assets_def, resources = meta_daily_dbt
+    insert_insights(conn, [dagster_row(account, day, "a1", "7") for day in PARSE_DAYS])
+    reports = []
+    for day in PARSE_DAYS:
+        with dg.DagsterInstance.ephemeral() as instance:
+            result = dg.materialize([assets_def], resources=resources, partition_key=day.isoformat(), instance=instance)
+            assert result.success
+            reports.append(_dbt_build_reports(instance, result.run_id))
+    assert [len(r) for r in reports] == [1, 1]  # one dbt invocation per run
+    assert reports[1][0].startswith("dbt build: parse partial;"), reports
+    # and each run's window decided what it rebuilt: both days, as raw says
+    assert mart_spend(conn, account) == dict.fromkeys(PARSE_DAYS, Decimal("7"))
 
 
 # ---- issue 19: occupancy, turnovers, cross-channel marketing, deleted rows ----------------------------------

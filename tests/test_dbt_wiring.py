@@ -120,6 +120,23 @@ def test_manifest_is_stale_when_missing_or_older_than_a_dbt_file(project_copy: D
     assert manifest_is_stale(project_copy)
 
 
+def test_a_rebuilt_manifest_keeps_the_yaml_config_of_singular_tests(project_copy: DbtProject):
+    """After a macro edit the manifest is rebuilt; dbt's partial re-parse used to drop the singular test's
+    YAML config (its `dagster.ref`), so the check silently left its asset."""
+    def singular_meta() -> dict:
+        manifest = json.loads(project_copy.manifest_path.read_text())
+        return manifest["nodes"]["test.adpipeline.assert_campaign_rollup_matches_ads"]["config"]["meta"]
+
+    ensure_manifest(project_copy)
+    assert singular_meta() == {"dagster": {"ref": {"name": "fct_campaign_performance_daily"}}}
+    macro = project_copy.project_dir / "macros" / "incremental_window.sql"
+    macro.write_text(macro.read_text() + "\n{# edited #}\n")
+    later = time.time() + 5
+    os.utime(macro, (later, later))
+    ensure_manifest(project_copy)
+    assert singular_meta() == {"dagster": {"ref": {"name": "fct_campaign_performance_daily"}}}
+
+
 def test_the_checkout_manifest_is_fresh_after_ensure_manifest():
     ensure_manifest()
     assert not manifest_is_stale(dbt_project)

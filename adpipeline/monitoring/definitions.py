@@ -9,11 +9,18 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
-from adpipeline.conventions import URGENT_RUN_TAGS
+from adpipeline.conventions import LIGHT_EXECUTOR, URGENT_RUN_TAGS
 from adpipeline.monitoring.checks import SCHEDULED
 from adpipeline.monitoring.health import expected_instigators
 from adpipeline.monitoring.retention import purge_ops_history_job
-from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, watchdog_sensor
+from adpipeline.monitoring.sensors import (
+    alert_delivery_sensor,
+    check_alert_sensor,
+    freshness_alert_sensor,
+    run_failure_alert_sensor,
+    run_recovery_alert_sensor,
+    watchdog_sensor,
+)
 
 CHECKS_CRON = "*/15 * * * *"
 PURGE_CRON = "45 3 * * *"
@@ -38,7 +45,7 @@ def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions
         checks_job = dg.define_asset_job(
             "monitoring_checks_job", selection=dg.AssetSelection.checks(*check_keys),
             description="Re-evaluates lateness, token and all-scopes-loaded checks without materializing anything.",
-            tags=URGENT_RUN_TAGS,
+            tags=URGENT_RUN_TAGS, executor_def=LIGHT_EXECUTOR,
         )
         jobs.append(checks_job)
         schedules.append(dg.ScheduleDefinition(
@@ -46,8 +53,10 @@ def build_defs(sources: dg.Definitions, config: SourcesConfig) -> dg.Definitions
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description="Every 15 minutes: lateness and token checks turn red even when nothing runs.",
         ))
-    alerting = [check_alert_sensor(), run_failure_alert_sensor()]
+    alerts = config.alerts
+    alerting = [check_alert_sensor(alerts), freshness_alert_sensor(alerts), run_failure_alert_sensor(alerts),
+                run_recovery_alert_sensor(alerts), alert_delivery_sensor(alerts)]
     own = dg.Definitions(jobs=jobs, schedules=schedules, sensors=alerting)
     expected = expected_instigators(dg.Definitions.merge(sources, own))
-    watchdog = watchdog_sensor(expected)
+    watchdog = watchdog_sensor(expected, alerts)
     return dg.Definitions.merge(own, dg.Definitions(sensors=[watchdog]))

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from adpipeline import clock
+from adpipeline.conventions import LIGHT_EXECUTOR
 from adpipeline.warehouse.resource import WarehouseResource
 
 SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest success and latest attempt
@@ -11,7 +12,7 @@ RESOLVED_ALERT_DAYS = 90
 
 
 @dg.op(description="Delete sync-log rows older than 180 days (keeping each scope's latest success and latest "
-                   "attempt) and alerts resolved more than 90 days ago.")
+                   "attempt), alerts resolved and alert messages delivered more than 90 days ago.")
 def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     with warehouse.connection() as conn:
         sync_rows = conn.execute(
@@ -26,9 +27,11 @@ def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResour
         alert_rows = conn.execute(
             "DELETE FROM ops.alerts WHERE resolved_at < %s - make_interval(days => %s)", (now, RESOLVED_ALERT_DAYS)
         ).rowcount
+        conn.execute("DELETE FROM ops.alert_deliveries WHERE status = 'delivered' AND delivered_at < %s"
+                     " - make_interval(days => %s)", (now, RESOLVED_ALERT_DAYS))
     context.log.info(f"purged {sync_rows} sync-log row(s) and {alert_rows} resolved alert(s)")
 
 
-@dg.job(description="Retention for the ops tables.")
+@dg.job(description="Retention for the ops tables.", executor_def=LIGHT_EXECUTOR)
 def purge_ops_history_job() -> None:
     purge_ops_history()

@@ -1,77 +1,195 @@
-"""Sensors TELL people: check results, run failures and the watchdog's findings become alerts.
+"""Sensors TELL people: check results, freshness changes, run failures and the watchdog's findings become
+alerts (adpipeline/monitoring/alerts.py), and `alert_delivery` sends them through the configured sinks.
 
 Asset checks produce every signal; Dagster (OSS) alerts on none of them by itself, and run-failure
 sensors never see non-blocking check failures (dagster #29896), so `check_alerts` reads the
-ASSET_CHECK_EVALUATION events of every run (a cursor over the event log) and raises or resolves alerts.
+ASSET_CHECK_EVALUATION events of every run (a cursor over the event log). Only the LATEST evaluation per
+check (and partition) among the events read counts: a first start on an instance with history alerts on the
+current state, never on replayed history (300 old evaluations are not 16 alerts and 16 resolutions).
+`freshness_alerts` reads the freshness daemon's FRESHNESS_STATE_CHANGE events the same way; the run-status
+sensors start from "now" on their first tick (Dagster's own behaviour), so they replay nothing either.
 """
 
+from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import dagster as dg
 
 from adpipeline import clock
-from adpipeline.monitoring.alerts import Alert, raise_alert, resolve_alert
+from adpipeline.config import AlertsConfig
+from adpipeline.http.redact import redact
+from adpipeline.monitoring.alerts import RUNBOOK, Alert, check_action, due_reminders, raise_alert, resolve_alert
 from adpipeline.monitoring.checks import evaluate_refresh_job_ran
 from adpipeline.monitoring.health import CRITICAL, Instigator, instigator_findings, stuck_run_findings
+from adpipeline.monitoring.sinks import deliver_pending
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import token_states
 
-CHECK_ALERT_BATCH = 500
+EVENT_PAGE = 1000
+EVENT_MAX_PAGES = 50  # per tick; the cursor keeps the rest for the next one
+FRESHNESS_SEVERITY = {"FAIL": "critical", "WARN": "warning"}
 
 
-def check_alert_sensor() -> dg.SensorDefinition:
-    @dg.sensor(name="check_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Raises an alert for every failed asset check (critical for ERROR, warning for WARN) "
-                           "and resolves it when the check passes again; deduplicated per check and partition.")
-    def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
-        cursor = int(context.cursor) if context.cursor else 0
+def _ui(config: AlertsConfig, path: str) -> str:
+    return f"{config.ui_base_url.rstrip('/')}/{path.lstrip('/')}"
+
+
+def _check_dedupe(evaluation) -> str:
+    partition = getattr(evaluation, "partition", None)
+    return f"check:{evaluation.asset_check_key.to_user_string()}" + (f"[{partition}]" if partition else "")
+
+
+def _latest_per_key(context: dg.SensorEvaluationContext, event_type: dg.DagsterEventType,
+                    key_of: Callable[[object], str]) -> tuple[int, int, dict[str, dg.EventLogRecord]]:
+    """(new cursor, events read, {key: newest record}) over the events of `event_type` after the cursor."""
+    cursor = int(context.cursor) if context.cursor else 0
+    latest: dict[str, dg.EventLogRecord] = {}
+    read = 0
+    for _ in range(EVENT_MAX_PAGES):
         # The storage-level query: the instance-level wrapper is deprecated and Dagster offers no
-        # fetch_* equivalent for check evaluations.
-        records = context.instance.event_log_storage.get_event_records(
-            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, after_cursor=cursor),
-            limit=CHECK_ALERT_BATCH, ascending=True,
+        # fetch_* equivalent for check evaluations or freshness changes.
+        page = context.instance.event_log_storage.get_event_records(
+            dg.EventRecordsFilter(event_type=event_type, after_cursor=cursor), limit=EVENT_PAGE, ascending=True,
         )
+        for record in page:
+            latest[key_of(record.event_log_entry.dagster_event.event_specific_data)] = record
+        read += len(page)
+        if page:
+            cursor = page[-1].storage_id
+        if len(page) < EVENT_PAGE:
+            break
+    return cursor, read, latest
+
+
+def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    config = config or AlertsConfig()
+
+    @dg.sensor(name="check_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Raises an alert when a check's latest evaluation fails (critical for ERROR, warning for "
+                           "WARN) and resolves it when it passes again; deduplicated per check and partition.")
+    def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
+        cursor, read, latest = _latest_per_key(context, dg.DagsterEventType.ASSET_CHECK_EVALUATION, _check_dedupe)
         raised = resolved = 0
         with warehouse.connection() as conn:
-            for record in records:
+            for dedupe, record in latest.items():
                 evaluation = record.event_log_entry.dagster_event.event_specific_data
                 key = evaluation.asset_check_key
-                partition = getattr(evaluation, "partition", None)
-                dedupe = f"check:{key.to_user_string()}" + (f"[{partition}]" if partition else "")
                 summary = evaluation.metadata.get("summary")
                 text = summary.value if summary is not None else (evaluation.description or "")
                 if evaluation.passed:
-                    resolved += resolve_alert(conn, dedupe, text or "check passed")
+                    resolved += resolve_alert(conn, dedupe, text or "check passed", config.sinks)
                     continue
                 severity = "critical" if evaluation.severity == dg.AssetCheckSeverity.ERROR else "warning"
+                asset = key.asset_key.to_user_string()
                 raised += raise_alert(conn, Alert(
                     severity=severity, signal="asset_check", dedupe_key=dedupe,
-                    title=f"check {key.name} failed on {key.asset_key.to_user_string()}",
-                    message=text or "check failed", asset_key=key.asset_key.to_user_string(),
-                    source=key.asset_key.path[0], dagster_run_id=record.run_id,
-                ))
-        if records:
-            context.update_cursor(str(records[-1].storage_id))
-        return dg.SkipReason(f"{len(records)} check evaluation(s): {raised} alert(s) raised, {resolved} resolved")
+                    title=f"check {key.name} failed on {asset}", message=text or "check failed", asset_key=asset,
+                    source=key.asset_key.path[0], dagster_run_id=record.run_id, action=check_action(key.name),
+                    link=_ui(config, f"assets/{asset}?view=checks"),
+                ), config.sinks)
+        context.update_cursor(str(cursor))
+        return dg.SkipReason(f"{read} check evaluation(s), {len(latest)} check(s): {raised} alert(s) raised, "
+                             f"{resolved} resolved")
 
     return _sensor
 
 
-def run_failure_alert_sensor() -> dg.SensorDefinition:
+def freshness_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    """OSS Dagster evaluates freshness policies but alerts on none: the daemon's FRESHNESS_STATE_CHANGE events,
+    latest per asset, become alerts (FAIL critical, WARN warning, PASS resolves)."""
+    config = config or AlertsConfig()
+
+    @dg.sensor(name="freshness_alerts", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Raises an alert when an asset's freshness state becomes FAIL (critical) or WARN (warning) "
+                           "and resolves it when it passes again.")
+    def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
+        cursor, read, latest = _latest_per_key(context, dg.DagsterEventType.FRESHNESS_STATE_CHANGE,
+                                               lambda change: f"freshness:{change.key.to_user_string()}")
+        raised = resolved = 0
+        with warehouse.connection() as conn:
+            for dedupe, record in latest.items():
+                change = record.event_log_entry.dagster_event.event_specific_data
+                asset, state = change.key.to_user_string(), change.new_state.value
+                if state == "PASS":
+                    resolved += resolve_alert(conn, dedupe, f"{asset} is fresh again", config.sinks)
+                elif state in FRESHNESS_SEVERITY:
+                    raised += raise_alert(conn, Alert(
+                        severity=FRESHNESS_SEVERITY[state], signal="freshness", dedupe_key=dedupe,
+                        title=f"{asset} is stale ({state})", asset_key=asset, source=change.key.path[0],
+                        message=f"{asset} has not been updated within its freshness policy",
+                        action=RUNBOOK["freshness"], link=_ui(config, f"assets/{asset}"),
+                    ), config.sinks)
+        context.update_cursor(str(cursor))
+        return dg.SkipReason(f"{read} freshness change(s): {raised} alert(s) raised, {resolved} resolved")
+
+    return _sensor
+
+
+def failure_sentence(step_failures: Sequence[dg.DagsterEvent], fallback: str) -> str:
+    """The classified one-sentence error a step raised (dg.Failure's description), else the innermost
+    exception's first line; Dagster's own "Execution of run ... failed" only when there is nothing else."""
+    for event in step_failures:
+        data = event.step_failure_data
+        if data.user_failure_data is not None and data.user_failure_data.description:
+            return f"{event.step_key}: {data.user_failure_data.description}"
+        error = data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None and error.message.strip():
+            return f"{event.step_key}: {error.message.strip().splitlines()[0]}"
+    return fallback
+
+
+def run_failure_dedupe(job_name: str) -> str:
+    """One incident per job: repeated failures of a job are one open alert until a run of it succeeds."""
+    return f"run_failure:{job_name}"
+
+
+def run_failure_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    config = config or AlertsConfig()
+
     @dg.run_failure_sensor(name="run_failure_alerts", default_status=dg.DefaultSensorStatus.RUNNING,
-                           description="A critical alert for every failed run, naming the job and the error.")
+                           description="A critical alert when a job's runs start failing (one per job until a run "
+                                       "of it succeeds), with the step's one-sentence error and a link to the run.")
     def _sensor(context: dg.RunFailureSensorContext, warehouse: WarehouseResource) -> None:
         run = context.dagster_run
-        message = context.failure_event.message or "run failed"
+        failures = context.get_step_failure_events()
+        sentence = failure_sentence(failures, context.failure_event.message or "run failed")
+        # an asset step key is its asset key joined by "__": its first part is the source (meta, breezeway, ga4)
+        source = failures[0].step_key.split("__", 1)[0] if failures and "__" in (failures[0].step_key or "") else None
+        partition = run.tags.get("dagster/partition")
         with warehouse.connection() as conn:
-            raise_alert(conn, Alert(severity="critical", signal="run_failure", dedupe_key=f"run:{run.run_id}",
-                                    title=f"run of {run.job_name} failed", message=message, dagster_run_id=run.run_id))
+            raise_alert(conn, Alert(
+                severity="critical", signal="run_failure", dedupe_key=run_failure_dedupe(run.job_name),
+                title=f"run of {run.job_name} failed" + (f" ({partition})" if partition else ""),
+                message=redact(sentence), dagster_run_id=run.run_id, action=RUNBOOK["run_failure"],
+                source=source,
+                link=_ui(config, f"runs/{run.run_id}"),
+            ), config.sinks)
 
     return _sensor
 
 
-def watchdog_sensor(expected: Sequence[Instigator]) -> dg.SensorDefinition:
+def run_recovery_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    config = config or AlertsConfig()
+
+    @dg.run_status_sensor(name="run_recovery_alerts", run_status=dg.DagsterRunStatus.SUCCESS,
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Resolves a job's run-failure alert when a run of that job succeeds.")
+    def _sensor(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> None:
+        run = context.dagster_run
+        with warehouse.connection() as conn:
+            resolve_alert(conn, run_failure_dedupe(run.job_name), f"run {run.run_id[:8]} of {run.job_name} succeeded",
+                          config.sinks)
+
+    return _sensor
+
+
+def watchdog_sensor(expected: Sequence[Instigator], config: AlertsConfig | None = None) -> dg.SensorDefinition:
+    config = config or AlertsConfig()
+
     @dg.sensor(name="watchdog", minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
                description="Alerts when a schedule or sensor of this code location is stopped or not ticking when "
                            "due, a run exceeds its max runtime, or the Meta token job has not run for 2 hours.")
@@ -85,17 +203,37 @@ def watchdog_sensor(expected: Sequence[Instigator]) -> dg.SensorDefinition:
                 evaluation = evaluate_refresh_job_ran(token, clock.now(), f"meta token ({token.scope})")
                 dedupe = f"watchdog:token_job:{token.scope}"
                 if evaluation.passed:
-                    resolve_alert(conn, dedupe, evaluation.description)
+                    resolve_alert(conn, dedupe, evaluation.description, config.sinks)
                 else:
-                    critical += raise_alert(conn, Alert("critical", "token_job_gap", "Meta token job not running",
-                                                        evaluation.description, dedupe, source="meta", scope=token.scope))
+                    critical += raise_alert(conn, Alert(
+                        "critical", "token_job_gap", "Meta token job not running", evaluation.description, dedupe,
+                        source="meta", scope=token.scope, action=RUNBOOK["token_job_gap"],
+                        link=_ui(config, "automation")), config.sinks)
             for finding in findings:
                 dedupe = f"watchdog:{finding.kind}:{finding.subject}"
+                signal = f"{finding.kind}_health"
+                link = _ui(config, f"runs/{finding.subject}" if finding.kind == "run" else "automation")
                 if finding.severity == CRITICAL:
-                    critical += raise_alert(conn, Alert("critical", f"{finding.kind}_health", finding.message,
-                                                        finding.message, dedupe))
+                    critical += raise_alert(conn, Alert("critical", signal, finding.message, finding.message, dedupe,
+                                                        action=RUNBOOK.get(signal), link=link), config.sinks)
                 elif finding.kind != "run":
-                    resolve_alert(conn, dedupe, finding.message)
+                    resolve_alert(conn, dedupe, finding.message, config.sinks)
         return dg.SkipReason(f"{len(findings)} finding(s), {critical} new critical alert(s)")
+
+    return _sensor
+
+
+def alert_delivery_sensor(config: AlertsConfig) -> dg.SensorDefinition:
+    @dg.sensor(name="alert_delivery", minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Sends queued alert messages through the configured sinks (Slack, webhook, e-mail) with "
+                           "retry and backoff per sink, summarises bursts, and repeats open critical alerts every "
+                           f"{config.renotify_critical_minutes} min.")
+    def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
+        now = clock.now()
+        with warehouse.connection() as conn:
+            reminders = due_reminders(conn, config.sinks, timedelta(minutes=config.renotify_critical_minutes), now)
+            outcomes = deliver_pending(conn, config, now)
+        told = "; ".join(f"{sink}: {outcome}" for sink, outcome in outcomes.items()) or "nothing due"
+        return dg.SkipReason(f"{reminders} reminder(s) queued; {told}")
 
     return _sensor

@@ -9,8 +9,8 @@
 * dbt tests become asset checks; ERROR-severity tests are blocking, so a failure stops the models
   downstream of it (dbt skips them inside one invocation, Dagster skips later steps).
 * The daily facts and their staging views are partitioned with the SAME daily partitions as their
-  sources (tags `meta_daily` / `ga4_daily` in dbt); a run receives its partition window as the dbt vars
-  start_date / end_date, so a (single-run) backfill of a date range rebuilds exactly those days.
+  sources (tags `meta_daily` / `ga4_daily` in dbt); a run receives its partition window (in the
+  environment, see invocation.py), so a (single-run) backfill of a date range rebuilds exactly those days.
   Everything else (dimensions, reservations, seeds) is one unpartitioned set.
 * Every dbt invocation runs in the `dbt` concurrency pool, with indirect selection `buildable` (a test
   runs once all its parents exist).
@@ -19,15 +19,12 @@
 
 import hashlib
 import json
-import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-import psycopg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
-from psycopg import sql
 
 from adpipeline.config import SourcesConfig
 from adpipeline.conventions import OWNER
@@ -35,7 +32,7 @@ from adpipeline.sources.ga4.assets import DATE as GA4_DATE_DIMENSION
 from adpipeline.sources.ga4.assets import ga4_partitions
 from adpipeline.sources.meta.partitions import daily_partitions
 from adpipeline.transform.project import dbt_project
-from adpipeline.transform.resources import dbt_environment, environment
+from adpipeline.transform.invocation import run_dbt
 from adpipeline.warehouse.resource import WarehouseResource
 
 POOL = "dbt"
@@ -43,9 +40,6 @@ GROUPS = ("staging", "marts")
 META_DAILY_TAG = "meta_daily"
 GA4_DAILY_TAG = "ga4_daily"
 PARTITIONED_TAGS = (META_DAILY_TAG, GA4_DAILY_TAG)
-# what `dbt build` does per model: the model, then its tests (a failing ERROR test skips what is downstream)
-BUILD = ["build"]
-INDIRECT_SELECTION = "buildable"
 
 _TEST_WORDING = {
     "not_null": "`{column}` of {model} is never NULL",
@@ -136,60 +130,6 @@ def _describe_test(test: Mapping[str, Any], asset_spec: dg.AssetSpec) -> str:
     to = str(kwargs.get("to", "")).replace("ref('", "").replace("')", "")
     return wording.format(model=model, column=kwargs.get("column_name", ""), to=to,
                           columns=", ".join(kwargs.get("columns") or []), expression=kwargs.get("expression", ""))
-
-
-def _dbt_vars(context: dg.AssetExecutionContext, config: SourcesConfig) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "meta_restatement_days": config.meta.attribution_window_days,
-        "ga4_restatement_days": config.ga4.restatement_days,
-    }
-    if context.assets_def.partitions_def is not None:
-        # one partition, or the whole range of a single-run backfill ([start, end), reporting time zone)
-        window = context.partition_time_window
-        values["start_date"] = window.start.strftime("%Y-%m-%d")
-        values["end_date"] = window.end.strftime("%Y-%m-%d")
-    return values
-
-
-def run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
-            config: SourcesConfig) -> Iterator[Any]:
-    """`dbt build` of the selected models (and their tests) against the warehouse resource's DSN."""
-    dbt_vars = _dbt_vars(context, config)
-    context.log.info(f"dbt vars: {dbt_vars}")
-    # read when the dbt process starts; `buildable`: a test runs when all its parents are selected or
-    # upstream of the selection, so a multi-parent test never runs before its inputs exist
-    with environment({**dbt_environment(warehouse.dsn()), "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION}):
-        invocation = dbt.cli([*BUILD, "--vars", json.dumps(dbt_vars)], context=context)
-    yield from with_row_counts(invocation.stream(), invocation.manifest, warehouse, context.log)
-    # reached only on success: a failed invocation keeps its artifacts (dbt.log, run_results.json) to debug
-    shutil.rmtree(invocation.target_path, ignore_errors=True)
-
-
-def with_row_counts(events: Iterator[Any], manifest: Mapping[str, Any], warehouse: WarehouseResource,
-                    log: Any) -> Iterator[Any]:
-    """Each built table's row count as `dagster/row_count` (views are not counted: that would run them).
-
-    Counted through the warehouse resource by schema and name: the manifest's database name is the one
-    it was parsed with, not necessarily the warehouse's (dagster-dbt's fetch_row_counts would use it).
-    """
-    conn = None
-    try:
-        for event in events:
-            unique_id = event.metadata.get("unique_id") if isinstance(event, dg.Output) else None
-            node = manifest["nodes"].get(getattr(unique_id, "value", unique_id)) if unique_id else None
-            if node and node["config"].get("materialized") in ("table", "incremental", "seed"):
-                relation = sql.Identifier(node["schema"], node.get("alias") or node["name"])
-                try:
-                    conn = conn or psycopg.connect(warehouse.dsn(), autocommit=True)
-                    count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(relation)).fetchone()[0]
-                except psycopg.Error as exc:  # the model was built; a missing count must not fail the step
-                    log.warning(f"row count of {node['schema']}.{node['name']} not recorded: {type(exc).__name__}")
-                else:
-                    event = event.with_metadata({**event.metadata, "dagster/row_count": dg.MetadataValue.int(count)})
-            yield event
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 def build_dbt_assets(config: SourcesConfig, manifest: Path) -> list[dg.AssetsDefinition]:

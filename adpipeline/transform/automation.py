@@ -16,17 +16,18 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline import clock
+from adpipeline.conventions import LIGHT_EXECUTOR
 
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefinition,
                      models: dg.AssetsDefinition) -> tuple[list, dg.SensorDefinition]:
-    meta_job = dg.define_asset_job("dbt_meta_daily_job", selection=[meta_daily],
+    meta_job = dg.define_asset_job("dbt_meta_daily_job", selection=[meta_daily], executor_def=LIGHT_EXECUTOR,
                                    description="dbt models on Meta insights for a partition range.")
-    ga4_job = dg.define_asset_job("dbt_ga4_daily_job", selection=[ga4_daily],
+    ga4_job = dg.define_asset_job("dbt_ga4_daily_job", selection=[ga4_daily], executor_def=LIGHT_EXECUTOR,
                                   description="dbt models on GA4 reports for one day.")
-    models_job = dg.define_asset_job("dbt_models_job", selection=[models],
+    models_job = dg.define_asset_job("dbt_models_job", selection=[models], executor_def=LIGHT_EXECUTOR,
                                      description="Unpartitioned dbt models (dimensions, reservations).")
     meta_sources = {key for key in meta_daily.dependency_keys if key not in meta_daily.keys}
     ga4_sources = {key for key in ga4_daily.dependency_keys if key not in ga4_daily.keys}

@@ -28,7 +28,7 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parent.parent.parent / "dbt_project"
 PREPARE_COMMAND = "uv run --frozen dagster-dbt project prepare-and-package --file adpipeline/transform/project.py"
 # Folders and files whose changes make the manifest stale.
 _SOURCE_DIRS = ("models", "macros", "seeds", "tests", "snapshots", "analyses")
-PARTIAL_PARSE = "partial_parse.msgpack"
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's saved parse state (runs keep theirs: invocation.py)
 _SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml", "selectors.yml")
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -92,15 +92,12 @@ def _parse(project: DbtProject, target: Path) -> None:
     started = clock.system_now().timestamp()  # a file mtime: the host's clock
     scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
     try:
-        partial = target / PARTIAL_PARSE
-        if partial.exists():
-            shutil.copy2(partial, scratch / PARTIAL_PARSE)  # dbt re-parses only what changed
+        # A full parse: it runs only when a file changed, and dbt's partial re-parse of a changed project can
+        # drop the YAML config of a singular test (seen with dbt-core 1.11: its dagster ref vanished).
         DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet"], target_path=scratch).wait()
+            ["parse", "--quiet", "--no-partial-parse"], target_path=scratch).wait()
         if not (scratch / "manifest.json").exists():
             raise ManifestMissingError(f"dbt parse wrote no manifest.json into {scratch}")
-        if (scratch / PARTIAL_PARSE).exists():
-            os.replace(scratch / PARTIAL_PARSE, partial)
         os.replace(scratch / "manifest.json", project.manifest_path)
         # stamped with the parse's start: a file edited while dbt parsed still makes it stale
         os.utime(project.manifest_path, (started, started))

@@ -11,8 +11,11 @@ import getpass
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import cached_property
+from importlib.metadata import version as installed_version
 
 from dagster_dbt import DbtCliResource
+from packaging import version
 from psycopg.conninfo import conninfo_to_dict
 
 from adpipeline.transform.project import dbt_executable, dbt_project
@@ -60,6 +63,17 @@ def environment(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
+class AdpipelineDbtCliResource(DbtCliResource):
+    """dagster-dbt's resource, without its `dbt --version` subprocess per step (~3-4 s here, and dbt asks
+    PyPI for the latest version): the venv's own dbt is the installed dbt-core."""
+
+    @cached_property
+    def _cli_version(self) -> version.Version:
+        if self.dbt_executable == dbt_executable() and os.path.isabs(self.dbt_executable):
+            return version.parse(installed_version("dbt-core"))
+        return super()._cli_version
+
+
 def dbt_resource() -> DbtCliResource:
-    return DbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(),
-                          global_config_flags=["--no-use-colors"])
+    return AdpipelineDbtCliResource(project_dir=dbt_project, dbt_executable=dbt_executable(),
+                                    global_config_flags=["--no-use-colors"])

@@ -1,8 +1,10 @@
 {#-
   Which days an incremental fact (re)builds, as a predicate on its date column:
 
-    * a Dagster partition run passes vars start_date / end_date (ISO dates, end exclusive): exactly
-      [start_date, end_date) -- so a backfill of a date range rebuilds exactly those days;
+    * a Dagster partition run passes its window in the environment (ADPIPELINE_DBT_START_DATE /
+      ADPIPELINE_DBT_END_DATE; by hand: vars start_date / end_date; ISO dates, end exclusive): exactly
+      [start, end) -- so a backfill of a date range rebuilds exactly those days. It is read at execution
+      only: dbt records what parsing reads, and a window recorded there would re-parse every run;
     * otherwise, when the table exists: the trailing restatement window, i.e. from `restatement_days`
       before the newest day already built (Meta restates 28 days, GA4 3) -- everything newer included;
     * otherwise (first build, --full-refresh): every day.
@@ -12,9 +14,13 @@
 -#}
 
 {% macro partition_window() -%}
-  {%- set start, end = var('start_date', none), var('end_date', none) -%}
+  {%- if not execute -%}
+    {{ return(none) }}
+  {%- endif -%}
+  {%- set start = var('start_date', none) or env_var('ADPIPELINE_DBT_START_DATE', '') or none -%}
+  {%- set end = var('end_date', none) or env_var('ADPIPELINE_DBT_END_DATE', '') or none -%}
   {%- if (start is none) != (end is none) -%}
-    {{ exceptions.raise_compiler_error("pass both vars start_date and end_date, or neither") }}
+    {{ exceptions.raise_compiler_error("pass both start_date and end_date (vars or ADPIPELINE_DBT_* variables), or neither") }}
   {%- endif -%}
   {%- if start is none -%}
     {{ return(none) }}

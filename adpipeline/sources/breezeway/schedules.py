@@ -6,6 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
+from adpipeline.conventions import LIGHT_EXECUTOR, PARALLEL_EXECUTOR
 from adpipeline.sources.breezeway.assets import (
     PEOPLE_KEY,
     PROPERTIES_KEY,
@@ -31,9 +32,9 @@ def _per_region(name: str, job, cron: str, config: SourcesConfig, description: s
 
 
 def build_schedules(config: SourcesConfig) -> tuple[list[dg.UnresolvedAssetJobDefinition], list[dg.ScheduleDefinition]]:
-    reservations_job = dg.define_asset_job("breezeway_reservations_job", selection=[RESERVATIONS_KEY],
+    reservations_job = dg.define_asset_job("breezeway_reservations_job", selection=[RESERVATIONS_KEY], executor_def=LIGHT_EXECUTOR,
                                            description="Breezeway reservations of one region.")
-    daily_job = dg.define_asset_job("breezeway_daily_job", selection=DAILY_KEYS,
+    daily_job = dg.define_asset_job("breezeway_daily_job", selection=DAILY_KEYS, executor_def=PARALLEL_EXECUTOR,
                                     description="Breezeway properties, tasks, people, supplies and tags of one region.")
     cadences = config.cadences
     schedules = [

@@ -6,12 +6,13 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
+from adpipeline.conventions import LIGHT_EXECUTOR
 from adpipeline.sources.ga4.assets import restatement_partition_keys
 
 
 def build_schedules(config: SourcesConfig, assets: list[dg.AssetsDefinition]) -> tuple[dg.JobDefinition, dg.ScheduleDefinition]:
     job = dg.define_asset_job(
-        "ga4_reports_job", selection=dg.AssetSelection.assets(*assets),
+        "ga4_reports_job", selection=dg.AssetSelection.assets(*assets), executor_def=LIGHT_EXECUTOR,
         description="GA4 reports for one (day, property) partition.",
     )
 

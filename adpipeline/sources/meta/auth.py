@@ -24,7 +24,7 @@ import dagster as dg
 
 from adpipeline import clock as pipeline_clock
 from adpipeline.config import SourcesConfig
-from adpipeline.conventions import OWNER, URGENT_RUN_TAGS
+from adpipeline.conventions import LIGHT_EXECUTOR, OWNER, URGENT_RUN_TAGS
 from adpipeline.http import ApiError, ErrorKind, RequestSpec, RetryPolicy, register_secret
 from adpipeline.monitoring import thresholds as T
 from adpipeline.monitoring.checks import Evaluation, build_check, meta_style_token_checks
@@ -277,7 +277,7 @@ def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = p
 
     job = dg.define_asset_job("meta_token_job", selection=dg.AssetSelection.assets(ACCESS_TOKEN),
                               description="Inspect and refresh the Meta access token (and run its checks).",
-                              tags=URGENT_RUN_TAGS)
+                              tags=URGENT_RUN_TAGS, executor_def=LIGHT_EXECUTOR)
     schedule = dg.ScheduleDefinition(
         name="meta_token", job=job, cron_schedule=config.cadences.meta_token,
         execution_timezone=config.reporting_timezone, default_status=dg.DefaultScheduleStatus.RUNNING,

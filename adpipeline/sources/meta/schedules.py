@@ -7,6 +7,7 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
+from adpipeline.conventions import LIGHT_EXECUTOR
 from adpipeline.sources.meta.assets import ACCOUNT_INSIGHTS, AD_ACCOUNTS, ADS, ADSETS, ADS_INSIGHTS, CAMPAIGNS
 from adpipeline.sources.meta.partitions import hourly_range, range_tags, restatement_range
 
@@ -15,9 +16,9 @@ INSIGHTS = [ADS_INSIGHTS, ACCOUNT_INSIGHTS]
 
 
 def build_schedules(config: SourcesConfig) -> tuple[list, list[dg.ScheduleDefinition]]:
-    hierarchy_job = dg.define_asset_job("meta_hierarchy_job", selection=HIERARCHY,
+    hierarchy_job = dg.define_asset_job("meta_hierarchy_job", selection=HIERARCHY, executor_def=LIGHT_EXECUTOR,
                                         description="Meta ad accounts, campaigns, ad sets and ads (incremental).")
-    insights_job = dg.define_asset_job("meta_insights_job", selection=INSIGHTS,
+    insights_job = dg.define_asset_job("meta_insights_job", selection=INSIGHTS, executor_def=LIGHT_EXECUTOR,
                                        description="Meta daily insights for a partition range, in one run.")
     tz, cadences = config.reporting_timezone, config.cadences
     window = config.meta.attribution_window_days

@@ -1,0 +1,142 @@
+"""What scheduled work costs to operate, each figure beside its baseline, in one run (issue 15).
+
+    uv run --frozen python benchmarks/operations.py [--skip-demo] [--repeat 3]
+
+On a fresh ADPIPELINE_HOME (embedded warehouse, sandbox APIs, a Dagster instance on Postgres storage), as a
+user runs things (subprocesses of the venv's own commands):
+  load      `dagster definitions validate`  beside `python -c "import dagster, dagster_dbt"` (the libraries'
+            floor; goal <= 1.5x) and `python -c "import adpipeline.definitions"`
+  jobs      each scheduled job through `dagster job execute` (its own executor): wall time beside the sum
+            of its steps' own durations (Dagster's step stats) plus one code-location load
+            (goal: wall <= 2 x steps + 1 load)
+  dbt       the dbt_models_job step beside dbt's own build time (run_results elapsed; goal <= 2x), and
+            whether dbt parsed partially
+  demo      `adpipeline demo` wall time from a warm venv (goal <= 90 s)
+Medians of --repeat runs where a figure is cheap to repeat. The machine is shared and noisy: read ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+_DBT_REPORT = re.compile(r"dbt build: parse (\w+).*dbt's own time ([\d.]+) s, the step's ([\d.]+) s")
+
+
+def wall(cmd: list[str], env: dict[str, str] | None = None, check: bool = True) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(cmd, cwd=PROJECT, env=env, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if check and done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+    return elapsed
+
+
+def median_wall(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> float:
+    return statistics.median(wall(cmd, env) for _ in range(repeat))
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ADPIPELINE_", "DAGSTER_", "META_", "GA4_", "BREEZEWAY_"))}
+    env["ADPIPELINE_HOME"] = str(home)
+    return env
+
+
+def bench_load(repeat: int) -> float:
+    env = clean_env(Path(tempfile.mkdtemp(prefix="bench-load-")))
+    floor = median_wall([str(BIN / "python"), "-c", "import dagster, dagster_dbt"], repeat, env)
+    defs = median_wall([str(BIN / "python"), "-c", "import adpipeline.definitions"], repeat, env)
+    validate = median_wall([str(BIN / "dagster"), "definitions", "validate"], repeat, env)
+    trivial = Path(tempfile.mkdtemp(prefix="bench-trivial-")) / "one_asset.py"
+    trivial.write_text("import dagster as dg\nimport dagster_dbt\n\n@dg.asset\ndef one(): ...\n\n"
+                       "defs = dg.Definitions(assets=[one])\n")
+    command_floor = median_wall([str(BIN / "dagster"), "definitions", "validate", "-f", str(trivial)], repeat, env)
+    print(f"{'load':10} {'import dagster, dagster_dbt':40} {floor:7.2f} s  (floor)")
+    print(f"{'':10} {'import adpipeline.definitions':40} {defs:7.2f} s  {defs / floor:5.2f}x floor")
+    print(f"{'':10} {'dagster definitions validate':40} {validate:7.2f} s  {validate / floor:5.2f}x floor  (goal <= 1.50x)")
+    print(f"{'':10} {'validate -f one_asset.py (+dagster_dbt)':40} {command_floor:7.2f} s  {command_floor / floor:5.2f}x floor"
+          f"  (the command's own floor; ours is {validate / command_floor:.2f}x it)")
+    return defs
+
+
+def bench_demo() -> None:
+    home = Path(tempfile.mkdtemp(prefix="bench-demo-"))
+    seconds = wall([str(BIN / "adpipeline"), "demo"], clean_env(home))
+    print(f"{'demo':10} {'adpipeline demo (fresh home)':40} {seconds:7.2f} s  (goal <= 90 s)")
+
+
+def bench_jobs(load_seconds: float) -> None:
+    import dagster as dg
+
+    from adpipeline import clock
+    from adpipeline.config import get_config
+    from adpipeline.sources.meta.partitions import hourly_range, range_tags
+    from adpipeline.stack import local_stack
+
+    os.environ.update(clean_env(Path(tempfile.mkdtemp(prefix="bench-jobs-"))))
+    for key in [k for k in os.environ if k.startswith(("DAGSTER_", "META_", "GA4_", "BREEZEWAY_"))]:
+        del os.environ[key]
+    with local_stack(sandbox=True) as stack:
+        config = get_config()
+        region = config.breezeway.regions[0].code
+        insights_range = hourly_range(clock.now(), config.reporting_timezone)
+        jobs = [  # in dependency order, so each finds what it reads
+            ("meta_token_job", {}),
+            ("meta_hierarchy_job", {}),
+            ("meta_insights_job", range_tags(insights_range)),
+            ("breezeway_reservations_job", {"dagster/partition": region}),
+            ("breezeway_daily_job", {"dagster/partition": region}),
+            ("dbt_models_job", {}),
+            ("dbt_models_job", {}),  # again: the parse state of the first run is reused
+            ("monitoring_checks_job", {}),
+        ]
+        print(f"{'jobs':10} {'job':28} {'wall':>8} {'steps':>8} {'goal':>8}  ratio  (goal = 2 x steps + {load_seconds:.1f} s load)")
+        with dg.DagsterInstance.get() as instance:
+            for job, tags in jobs:
+                cmd = [str(BIN / "dagster"), "job", "execute", "-m", "adpipeline.definitions", "-j", job]
+                if tags:
+                    cmd += ["--tags", json.dumps(tags)]
+                seconds = wall(cmd, dict(os.environ), check=False)
+                run = instance.get_runs(filters=dg.RunsFilter(job_name=job), limit=1)[0]
+                stats = instance.get_run_step_stats(run.run_id)
+                steps = sum((s.end_time or 0) - (s.start_time or 0) for s in stats)
+                goal = 2 * steps + load_seconds
+                status = "" if run.status == dg.DagsterRunStatus.SUCCESS else f"  [{run.status.value}]"
+                print(f"{'':10} {job:28} {seconds:7.2f}s {steps:7.2f}s {goal:7.2f}s  {seconds / goal:5.2f}"
+                      f"  ({len(stats)} steps){status}")
+                if job.startswith("dbt_"):
+                    for entry in instance.all_logs(run.run_id):
+                        found = _DBT_REPORT.search(entry.user_message or "")
+                        if found:
+                            parse, own, step = found.group(1), float(found.group(2)), float(found.group(3))
+                            print(f"{'dbt':10} {'dbt build in its step':28} {step:7.2f}s {own:7.2f}s"
+                                  f" {'(dbt)':>8}  {step / own:5.2f}x dbt's own time (goal <= 2x), parse {parse}")
+        print(f"{'':10} stack: warehouse {stack.warehouse_url.split('@')[-1]}, sandbox {stack.sandbox_url}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--skip-demo", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    print(f"project {PROJECT}  python {sys.version.split()[0]}  load average {os.getloadavg()[0]:.2f}")
+    load_seconds = bench_load(args.repeat)
+    if not args.skip_demo:
+        bench_demo()
+    bench_jobs(load_seconds)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Each job runs on the executor chosen for it (adpipeline/conventions.py), and the parallel one really forks
+its step processes from a server that imported the code location once (issue 15)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import dagster as dg
+import pytest
+from dagster._core.definitions.reconstruct import ReconstructableJob
+
+from adpipeline.conventions import LIGHT_EXECUTOR, PARALLEL_EXECUTOR
+
+LIGHT, PARALLEL = LIGHT_EXECUTOR.name, PARALLEL_EXECUTOR.name
+# A new job must be added here: choosing its executor is a decision, not a default.
+EXPECTED = {
+    "monitoring_checks_job": LIGHT,  # ~35 checks of ~0.2 s: a process each cost minutes
+    "meta_token_job": LIGHT,
+    "meta_hierarchy_job": LIGHT,  # a chain: accounts -> campaigns -> ad sets -> ads
+    "breezeway_reservations_job": LIGHT,  # one step
+    "ga4_reports_job": LIGHT,  # one (day, property): a few small reports
+    "dbt_meta_daily_job": LIGHT,  # one dbt invocation each
+    "dbt_ga4_daily_job": LIGHT,
+    "dbt_models_job": LIGHT,
+    "purge_ops_history_job": LIGHT,
+    "meta_insights_job": LIGHT,  # measured: forked steps cost more than they saved (benchmarks/operations.py)
+    "breezeway_daily_job": PARALLEL,  # five entities of a region, independent API reads
+    "__ASSET_JOB": PARALLEL,  # what the UI launches for an ad-hoc selection
+}
+
+
+@pytest.fixture(scope="module")
+def jobs() -> dict[str, dg.JobDefinition]:
+    from adpipeline.definitions import defs
+
+    return {job.name: job for job in defs.resolve_all_job_defs()}
+
+
+def test_every_job_runs_on_the_executor_chosen_for_it(jobs):
+    assert {name: job.executor_def.name for name, job in jobs.items()} == EXPECTED
+
+
+def test_dbt_jobs_have_one_step_so_one_dbt_invocation_per_run(jobs):
+    for name in ("dbt_meta_daily_job", "dbt_ga4_daily_job", "dbt_models_job"):
+        assert len(jobs[name].nodes) == 1, name
+
+
+def _where_am_i() -> dg.MaterializeResult:
+    return dg.MaterializeResult(metadata={"pid": os.getpid(), "preloaded": "adpipeline.definitions" in sys.modules})
+
+
+@dg.asset
+def first_step() -> dg.MaterializeResult:
+    return _where_am_i()
+
+
+@dg.asset
+def second_step() -> dg.MaterializeResult:
+    return _where_am_i()
+
+
+def parallel_job() -> dg.JobDefinition:
+    return dg.Definitions(
+        assets=[first_step, second_step],
+        jobs=[dg.define_asset_job("parallel_probe", executor_def=PARALLEL_EXECUTOR)],
+    ).resolve_job_def("parallel_probe")
+
+
+def test_parallel_steps_run_in_forked_processes_that_already_hold_the_definitions():
+    # This module never imports adpipeline.definitions at module level: if a step finds it loaded, the
+    # forkserver preloaded it, so the step did not import the code location itself.
+    with dg.instance_for_test() as instance:
+        # by file: pytest imports this module under a name the step processes could not import
+        with dg.execute_job(ReconstructableJob.for_file(__file__, "parallel_job"), instance=instance) as result:
+            assert result.success
+            values = [{k: v.value for k, v in e.materialization.metadata.items()}
+                      for e in result.get_asset_materialization_events()]
+    assert len(values) == 2
+    assert all(v["preloaded"] for v in values), values
+    assert len({v["pid"] for v in values} | {os.getpid()}) == 3  # a process per step, not this one
