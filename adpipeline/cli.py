@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -38,12 +39,27 @@ def cmd_warehouse(args: argparse.Namespace) -> int:
         url = warehouse_url()
         db.migrate(url)
         print(url)
+    elif args.action == "env":
+        url = warehouse_url()
+        db.migrate(url)
+        for name, value in warehouse_shell_environment(url).items():
+            print(f"export {name}={shlex.quote(value)}")
     elif args.action == "migrate":
         applied = db.migrate(warehouse_url())
         print("applied: " + (", ".join(applied) or "nothing (up to date)"))
     elif args.action == "stop":
         print("embedded warehouse stopped" if default_server().stop() else "embedded warehouse was not running")
     return 0
+
+
+def warehouse_shell_environment(url: str) -> dict[str, str]:
+    """What plain dbt needs to reach the warehouse: dbt_project/profiles.yml reads these variables (the
+    password only from DBT_ENV_SECRET_*, which dbt scrubs from its logs), DBT_PROFILES_DIR finds it."""
+    from adpipeline.transform.project import DBT_PROJECT_DIR
+    from adpipeline.transform.resources import dbt_environment
+    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV
+
+    return {WAREHOUSE_URL_ENV: url, **dbt_environment(url), "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR)}
 
 
 # -- tokens ---------------------------------------------------------------------------------------
@@ -299,8 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_check)
 
     warehouse = sub.add_parser("warehouse", help="the Postgres warehouse")
-    warehouse.add_argument("action", choices=["url", "migrate", "stop"],
-                           help="url: start if needed and print a DSN for psql/BI tools; migrate; stop")
+    warehouse.add_argument("action", choices=["url", "env", "migrate", "stop"],
+                           help="url: start if needed and print a DSN for psql/BI tools; env: print `export` lines "
+                                "for plain dbt (eval \"$(adpipeline warehouse env)\"; cd dbt_project; dbt build); "
+                                "migrate; stop")
     warehouse.set_defaults(func=cmd_warehouse)
 
     tokens = sub.add_parser("tokens", help="API tokens in the token store")

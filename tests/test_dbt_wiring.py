@@ -202,13 +202,18 @@ def test_daily_facts_share_the_partitions_of_their_sources(dbt_defs):
     specs = _specs(dbt_defs)
     meta_daily = daily_partitions(config.reporting_timezone)
     ga4_daily = ga4_partitions(config).get_partitions_def_for_dimension(DATE)
-    for key in ("staging/stg_meta__ads_insights", "marts/fct_ad_performance_daily", "marts/fct_campaign_performance_daily"):
+    for key in ("staging/stg_meta__ads_insights", "staging/stg_meta__account_insights",
+                "marts/fct_ad_performance_daily", "marts/fct_campaign_performance_daily"):
         assets_def = specs[key][0]
         assert assets_def.partitions_def == meta_daily, key
         assert assets_def.backfill_policy == dg.BackfillPolicy.single_run()
-    for key in ("staging/stg_ga4__traffic_acquisition", "marts/fct_web_traffic_daily", "marts/fct_web_traffic_other_daily"):
+    for key in ("staging/stg_ga4__traffic_acquisition", "staging/stg_ga4__landing_page_events",
+                "marts/fct_web_traffic_daily", "marts/fct_web_traffic_other_daily"):
         assert specs[key][0].partitions_def == ga4_daily, key
-    for key in ("marts/dim_properties", "marts/fct_reservations", "marts/dim_ads", "staging/fx_rates"):
+    # rebuilt whole: any stay or task can change at any time; the marketing mart spans both sources' days
+    for key in ("marts/dim_properties", "marts/fct_reservations", "marts/dim_ads", "staging/fx_rates",
+                "marts/fct_property_occupancy_daily", "marts/fct_turnovers", "marts/fct_marketing_channel_daily",
+                "staging/campaign_mapping", "staging/stg_breezeway__tasks"):
         assert specs[key][0].partitions_def is None, key
 
 
@@ -275,3 +280,30 @@ def test_code_version_follows_the_sql_its_config_and_the_project_macros_it_calls
     unrelated = copy.deepcopy(manifest)
     unrelated["nodes"]["model.adpipeline.dim_ads"]["raw_code"] += "\n-- changed"
     assert version(nested) != base and version(config) != base and version(unrelated) == base
+
+
+def test_source_freshness_mirrors_the_thresholds_table():
+    """dbt source freshness uses the same limits as the lateness checks (adpipeline/monitoring/thresholds.py)."""
+    from adpipeline.monitoring import thresholds
+
+    def hours(limit) -> dict | None:
+        return None if limit is None else {"count": int(limit.total_seconds() // 3600), "period": "hour"}
+
+    def limits(threshold) -> dict:
+        return {k: v for k, v in (("warn_after", hours(threshold.warn)), ("error_after", hours(threshold.error)))
+                if v is not None}
+
+    expected = {
+        ("raw_meta", None): limits(thresholds.HOURLY_FEED_LATENESS),
+        ("raw_breezeway", None): limits(thresholds.DAILY_FEED_LATENESS),
+        ("raw_breezeway", "reservations"): limits(thresholds.HOURLY_FEED_LATENESS),
+        ("raw_ga4", None): limits(thresholds.GA4_LATENESS),
+    }
+    found = {}
+    for path in sorted((DBT_PROJECT_DIR / "models").rglob("_*__sources.yml")):
+        for source in yaml.safe_load(path.read_text())["sources"]:
+            found[(source["name"], None)] = source["config"]["freshness"]
+            for table in source["tables"]:
+                if "freshness" in (table.get("config") or {}):
+                    found[(source["name"], table["name"])] = table["config"]["freshness"]
+    assert found == expected

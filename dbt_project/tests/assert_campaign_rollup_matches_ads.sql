@@ -1,3 +1,4 @@
+{{ config(severity='error', meta={'dagster': {'ref': {'name': 'fct_campaign_performance_daily'}}}) }}
 -- The campaign rollup has exactly the spend, conversions and purchase value of the ad x day fact, per day.
 with ads as (
     select date_day, sum(spend) as spend, sum(conversions) as conversions, sum(purchase_value) as purchase_value

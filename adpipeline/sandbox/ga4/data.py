@@ -38,6 +38,9 @@ class PropertyProfile:
     slices_per_day: int  # at scale 1.0
     long_tail_share: float  # share of slices landing on a one-off URL (search pages with query strings)
     readable: bool = True  # False: exists, but the sandbox's principals have no access (403)
+    # utm_campaign values of its Paid Social (facebook / cpc) traffic: most name a campaign of the Meta
+    # sandbox's ad account for the same site (dbt seed campaign_mapping), one on purpose does not
+    paid_social_campaigns: tuple[str, ...] = ("retargeting_q4", "lookalike_travelers", "video_views_nov")
 
     @property
     def zone(self) -> ZoneInfo:
@@ -47,8 +50,10 @@ class PropertyProfile:
 PROPERTIES: dict[str, PropertyProfile] = {
     p.id: p
     for p in [
-        PropertyProfile("310000001", "Sandbox Resorts Web", "America/Jamaica", "USD", 400, 0.0),
-        PropertyProfile("310000002", "Sandbox Lodges Web", "America/Denver", "USD", 700, 0.45),
+        PropertyProfile("310000001", "Sandbox Resorts Web", "America/Jamaica", "USD", 400, 0.0,
+                        paid_social_campaigns=("jm_long_stay", "jm_pet_friendly", "retargeting_q4")),
+        PropertyProfile("310000002", "Sandbox Lodges Web", "America/Denver", "USD", 700, 0.45,
+                        paid_social_campaigns=("lodges_city_break", "lodges_spring_deals", "retargeting_q4")),
         PropertyProfile("310000003", "Sandbox Partner Web", "Europe/London", "GBP", 200, 0.0, readable=False),
     ]
 }
@@ -59,7 +64,7 @@ CHANNELS = [
     ("(direct)", "(none)", ("(direct)",), "Direct", 20),
     ("google", "cpc", ("winter_sale_2026", "brand_terms", "generic_cabins", "last_minute_deals", "holiday_2026"),
      "Paid Search", 16),
-    ("facebook", "cpc", ("retargeting_q4", "lookalike_travelers", "video_views_nov"), "Paid Social", 8),
+    ("facebook", "cpc", (), "Paid Social", 8),  # campaigns: the property's paid_social_campaigns
     ("instagram", "social", ("(referral)",), "Organic Social", 5),
     ("newsletter", "email", ("november_digest", "abandoned_cart", "loyalty_members"), "Email", 5),
     ("tripadvisor.com", "referral", ("(referral)",), "Referral", 6),
@@ -185,6 +190,7 @@ def generate_day(seed: int, scale: float, profile: PropertyProfile, day: date) -
     hits: list[Hit] = []
     for _ in range(slices):
         source, medium, campaigns, channel, _w = _weighted(rng, CHANNELS)
+        campaigns = campaigns or profile.paid_social_campaigns
         campaign = campaigns[min(int(rng.expovariate(0.8)), len(campaigns) - 1)]
         if rng.random() < profile.long_tail_share:
             page = "/search"

@@ -1,4 +1,6 @@
--- Breezeway properties (one row per region and property id) with their reservation counts.
+-- Breezeway properties (one row per region and property id) with their reservation counts. Properties
+-- deleted upstream are not here (they are in staging.stg_breezeway__properties with is_deleted, for
+-- audit), and neither are deleted reservations in the counts.
 with reservations as (
     select
         property_key,
@@ -7,6 +9,7 @@ with reservations as (
         min(checkin_date) as first_checkin_date,
         max(checkin_date) as last_checkin_date
     from {{ ref('stg_breezeway__reservations') }}
+    where not is_deleted
     group by property_key
 )
 
@@ -33,3 +36,4 @@ select
     r.last_checkin_date
 from {{ ref('stg_breezeway__properties') }} as p
 left join reservations as r on r.property_key = p.property_key
+where not p.is_deleted

@@ -1,5 +1,6 @@
 -- One row per reservation, cancelled ones kept and flagged (is_cancelled). Rebuilt in full each run:
 -- any stay can change (updates, cancellations) at any time, so there is no restatement window to trust.
+-- Reservations deleted upstream are left out (they stay in staging with is_deleted, for audit).
 select
     r.reservation_key,
     r.region_code,
@@ -17,6 +18,7 @@ select
     r.guest_count,
     r.type_guest,
     r.type_stay,
+    r.stay_kind,
     r.created_at,
     r.created_date_local,
     r.checkin_date - r.created_date_local as lead_time_days,
@@ -26,3 +28,4 @@ select
     r.loaded_at as source_loaded_at
 from {{ ref('stg_breezeway__reservations') }} as r
 left join {{ ref('dim_properties') }} as p on p.property_key = r.property_key
+where not r.is_deleted

@@ -1,0 +1,38 @@
+-- Breezeway tasks (housekeeping, inspection, maintenance), one row per region and task id. Instants are
+-- UTC; *_local are wall-clock times in the region's zone. Deleted tasks (e.g. the clean of a cancelled
+-- stay) stay here for audit with is_deleted; the marts drop them.
+select
+    region_code || ':' || id as task_key,
+    region_code,
+    id as task_id,
+    region_code || ':' || property_id as property_key,
+    property_id,
+    case when reservation_id is not null then region_code || ':' || reservation_id end as reservation_key,
+    reservation_id,
+    name as task_name,
+    lower(department) as department,
+    lower(status_code) as status_code,
+    lower(status_stage) as status_stage,
+    lower(status_stage) = 'finished' or (status_stage is null and finished_at is not null) as is_finished,
+    priority,
+    scheduled_date,
+    template_id,
+    rate_paid,
+    rate_paid_currency,
+    costs_total,
+    supplies_total,
+    currency,
+    assignee_count,
+    tags,
+    coalesce(paused, false) as is_paused,
+    created_at,
+    updated_at,
+    started_at,
+    finished_at,
+    started_at at time zone timezone as started_local,
+    finished_at at time zone timezone as finished_local,
+    timezone as time_zone,
+    deleted_at,
+    deleted_at is not null as is_deleted,
+    loaded_at
+from {{ source('raw_breezeway', 'tasks') }}
