@@ -68,7 +68,7 @@ def test_reuse_is_cheap_and_keeps_the_same_dsn(server):
     started = time.monotonic()
     assert server.ensure_started() == first
     assert time.monotonic() - started < 2
-    assert first.startswith("postgresql://postgres:") and "@127.0.0.1:" in first and first.endswith("/warehouse")
+    assert first.startswith("postgresql://adpipeline:") and "@127.0.0.1:" in first and first.endswith("/warehouse")
 
 
 def test_restart_works_after_kill_9_of_the_starter(server):
@@ -134,9 +134,10 @@ def test_a_client_without_the_password_is_refused_on_tcp_and_the_unix_socket(ser
     params = conninfo_to_dict(url)
     port = int(params["port"])
     assert len(params["password"]) >= 20
-    password_file = server.root / "password"
+    password_file = server.root / "pipeline_password"
     assert password_file.read_text().strip() == params["password"]
-    assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+    for secret_file in (password_file, server.root / "password"):  # the pipeline's and the superuser's
+        assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
     assert params["password"] not in redact(f"warehouse {url}")  # registered: masked in every log record
     for host in ("127.0.0.1", str(server.pgdata)):  # TCP and the unix socket
         for password in (None, "wrong-password"):
@@ -149,21 +150,45 @@ def test_a_client_without_the_password_is_refused_on_tcp_and_the_unix_socket(ser
 def test_a_data_directory_made_with_trust_auth_is_upgraded_on_the_next_start(server, monkeypatch):
     monkeypatch.delenv("PGPASSWORD", raising=False)
     url = server.ensure_started()
-    with psycopg.connect(url, autocommit=True) as conn:  # turn it into what initdb --auth=trust made
-        conn.execute("CREATE TABLE kept (x int)")
-        conn.execute("INSERT INTO kept VALUES (7)")
+    port = int(conninfo_to_dict(url)["port"])
+    # turn it into what an earlier version made: initdb --auth=trust, everything owned by the superuser
+    with psycopg.connect(server.admin_dsn(port, "warehouse"), autocommit=True) as conn:
+        conn.execute("ALTER DATABASE warehouse OWNER TO postgres")
+        conn.execute("ALTER DATABASE dagster OWNER TO postgres")
+        conn.execute("CREATE SCHEMA ops_old")
+        conn.execute("CREATE TABLE ops_old.kept (id serial PRIMARY KEY, x int)")
+        conn.execute("CREATE VIEW ops_old.kept_view AS SELECT x FROM ops_old.kept")
+        conn.execute("INSERT INTO ops_old.kept (x) VALUES (7)")
+        conn.execute("DROP OWNED BY adpipeline")
+        conn.execute("DROP ROLE adpipeline")
         conn.execute("ALTER ROLE postgres PASSWORD NULL")
         (server.pgdata / "pg_hba.conf").write_text("local all all trust\nhost all all 127.0.0.1/32 trust\n")
         conn.execute("SELECT pg_reload_conf()")
     (server.root / "password").unlink()
+    (server.root / "pipeline_password").unlink()
     server.stop()
     upgraded = server.ensure_started()
     assert upgraded != url  # a new password
-    port = int(conninfo_to_dict(upgraded)["port"])
     with pytest.raises(psycopg.OperationalError, match="password"):
         _connect_as_postgres("127.0.0.1", port).close()
-    with psycopg.connect(upgraded) as conn:
-        assert conn.execute("SELECT x FROM kept").fetchone() == (7,)
+    with psycopg.connect(upgraded) as conn:  # the pipeline's role took the old objects over: it can change them
+        assert conn.execute("SELECT x FROM ops_old.kept_view").fetchone() == (7,)
+        conn.execute("INSERT INTO ops_old.kept (x) VALUES (8)")  # its sequence came along
+        conn.execute("ALTER TABLE ops_old.kept ADD COLUMN y int")
+        conn.execute("DROP VIEW ops_old.kept_view")
+
+
+def test_the_pipelines_role_is_not_a_superuser_and_cannot_run_programs(server):
+    url = server.ensure_started()
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user").fetchone() == (
+            False, True)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("COPY (SELECT 1) TO PROGRAM 'id'")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("ALTER ROLE current_user SUPERUSER")
+        conn.execute("CREATE DATABASE scratch_by_pipeline")  # the tests and dbt's docs may create databases
+        conn.execute("DROP DATABASE scratch_by_pipeline WITH (FORCE)")
 
 
 def test_restart_keeps_the_port_while_old_connections_are_in_time_wait(server):

@@ -5,8 +5,11 @@ process; any other process that finds no DSN falls back to `ensure_started()`, w
 from many processes at once: a file lock serialises start-up and a running server is reused.
 The server listens on TCP 127.0.0.1 (dbt, BI tools and psql can reach it) on a port chosen at first start,
 kept across restarts (DSNs already handed out stay valid) and recorded by Postgres itself in `postmaster.pid`.
-Every connection, TCP or unix socket, needs the superuser's password (scram-sha-256): it is generated at
-initdb into a 0600 file beside the data and is part of the DSN, so another local OS user cannot connect.
+Every connection, TCP or unix socket, needs a password (scram-sha-256), so another local OS user cannot
+connect. The pipeline connects as the role `adpipeline` (owner of its databases, not a superuser, so e.g.
+`COPY ... TO PROGRAM` is impossible with the DSN); its password is in the 0600 file `pipeline_password`.
+The superuser `postgres` (password in `password`, also 0600) is used only here, to create the role and
+the databases.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ HOME_ENV = "ADPIPELINE_HOME"
 WAREHOUSE_URL_ENV = "ADPIPELINE_WAREHOUSE_URL"
 DAGSTER_URL_ENV = "ADPIPELINE_DAGSTER_PG_URL"
 DATABASES = ("warehouse", "dagster")
+PIPELINE_ROLE = "adpipeline"  # what every DSN handed out connects as: owns DATABASES, CREATEDB, no superuser
 # Postgres refuses to run as root; as root we run it as this OS user (created on first use).
 SERVER_OS_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
@@ -83,27 +87,20 @@ class EmbeddedServer:
     def password_file(self) -> Path:
         return self.root / "password"
 
+    @property
+    def pipeline_password_file(self) -> Path:
+        return self.root / "pipeline_password"
+
     def dsn(self, port: int, database: str = "warehouse") -> str:
+        """The pipeline's DSN (role `adpipeline`)."""
+        return f"postgresql://{PIPELINE_ROLE}:{_secret_file(self.pipeline_password_file)}@127.0.0.1:{port}/{database}"
+
+    def admin_dsn(self, port: int, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password()}@127.0.0.1:{port}/{database}"
 
     def password(self) -> str:
         """The superuser's password, generated on first use into a 0600 file; masked in logs from now on."""
-        path = self.password_file
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scratch = path.with_name(f"{path.name}.{os.getpid()}")
-            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_urlsafe(24))  # URL-safe: goes into the DSN as is
-            try:
-                os.link(scratch, path)  # atomic, and never replaces a password another process wrote first
-            except FileExistsError:
-                pass
-            finally:
-                scratch.unlink()
-        password = path.read_text().strip()
-        register_secret(password)
-        return password
+        return _secret_file(self.password_file)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -143,6 +140,7 @@ class EmbeddedServer:
             if port is None:
                 port = self._start()
             self._require_password(port)
+            self._ensure_pipeline_role(port)
             self._create_databases(port)
         return self.dsn(port)
 
@@ -225,22 +223,47 @@ class EmbeddedServer:
             hba.write_text(PG_HBA)
             conn.execute("SELECT pg_reload_conf()")
 
-    def _connect(self, port: int) -> psycopg.Connection:
+    def _connect(self, port: int, database: str = "postgres") -> psycopg.Connection:
         try:
-            return psycopg.connect(self.dsn(port, "postgres"), autocommit=True)
+            return psycopg.connect(self.admin_dsn(port, database), autocommit=True)
         except psycopg.OperationalError as exc:
             raise WarehouseError(f"cannot connect to the embedded Postgres on port {port} (its password is in "
                                  f"{self.password_file}): {exc}") from None
 
+    def _ensure_pipeline_role(self, port: int) -> None:
+        password = _secret_file(self.pipeline_password_file)
+        with self._connect(port) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PIPELINE_ROLE,)).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            try:
+                conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION "
+                                     "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(PIPELINE_ROLE), password))
+            except psycopg.errors.DuplicateObject:
+                pass  # another starter created it
+
     def _create_databases(self, port: int) -> None:
         with self._connect(port) as conn:
-            existing = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+            owners = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
             for name in DATABASES:
-                if name not in existing:
+                if name not in owners:
                     try:
-                        conn.execute(f'CREATE DATABASE "{name}"')
+                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(name), sql.Identifier(PIPELINE_ROLE)))
                     except psycopg.errors.DuplicateDatabase:
                         pass  # another starter got there first
+                elif owners[name] != PIPELINE_ROLE:
+                    self._hand_over(port, name)
+
+    def _hand_over(self, port: int, database: str) -> None:
+        """A database made by an earlier version (owned by the superuser): the pipeline's role takes it over,
+        with every schema, table, view, sequence, routine and type in it outside the system schemas."""
+        log.info("embedded Postgres: database %s and its objects now belong to role %s (was: postgres)",
+                 database, PIPELINE_ROLE)
+        with self._connect(port) as admin:
+            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database),
+                                                                          sql.Identifier(PIPELINE_ROLE)))
+        with self._connect(port, database) as conn:
+            conn.execute(_HAND_OVER.replace("{role}", PIPELINE_ROLE))
 
 
 def _pg_bin() -> Path:
@@ -294,6 +317,56 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# Run as the superuser in one database. Tables before sequences: a table takes its own sequences along, and
+# those cannot be handed over on their own.
+_SYSTEM = "n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'"
+_HAND_OVER = f"""
+DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT n.nspname FROM pg_namespace n WHERE n.nspowner = 'postgres'::regrole AND {_SYSTEM} LOOP
+    EXECUTE format('ALTER SCHEMA %I OWNER TO {{role}}', r.nspname);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS rel, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relowner = 'postgres'::regrole AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {_SYSTEM} LOOP
+    EXECUTE format('ALTER %s %s OWNER TO {{role}}', CASE r.relkind WHEN 'v' THEN 'VIEW'
+                   WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.rel);
+  END LOOP;
+  FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relowner = 'postgres'::regrole AND c.relkind = 'S' AND {_SYSTEM} LOOP
+    EXECUTE format('ALTER SEQUENCE %s OWNER TO {{role}}', r.rel);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS fn FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE p.proowner = 'postgres'::regrole AND {_SYSTEM} LOOP
+    EXECUTE format('ALTER ROUTINE %s OWNER TO {{role}}', r.fn);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype AS typ FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE t.typowner = 'postgres'::regrole AND t.typtype IN ('e', 'd', 'r') AND {_SYSTEM} LOOP
+    EXECUTE format('ALTER TYPE %s OWNER TO {{role}}', r.typ);
+  END LOOP;
+END $$;
+"""
+
+
+def _secret_file(path: Path) -> str:
+    """A generated password in a 0600 file (created on first use, never replaced); masked in logs from now on."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = path.with_name(f"{path.name}.{os.getpid()}")
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))  # URL-safe: goes into the DSN as is
+        try:
+            os.link(scratch, path)  # atomic, and never replaces a password another process wrote first
+        except FileExistsError:
+            pass
+        finally:
+            scratch.unlink()
+    password = path.read_text().strip()
+    register_secret(password)
+    return password
 
 
 def default_server() -> EmbeddedServer:
