@@ -351,3 +351,19 @@ def test_the_schedule_requests_today_and_the_restatement_days_of_every_property(
     assert per_property == config.ga4.restatement_days + 1
     assert ("2026-11-23", config.ga4.properties[0].id) in keys and ("2026-11-20", config.ga4.properties[0].id) in keys
     assert len({r.run_key for r in requests}) == len(requests)
+
+
+def test_a_failed_day_is_not_masked_by_a_later_success_of_the_same_property(clean, conn) -> None:
+    """Issue 24 finding 4, for GA4: all_scopes_loaded judges each (property, day) of the re-pulled window."""
+    now = datetime(2026, 11, 23, 14, 0, tzinfo=timezone.utc)
+    rows = [(RESORTS, date(2026, 11, 21), "failed"), (RESORTS, date(2026, 11, 22), "success"),
+            (LODGES, date(2026, 11, 21), "success"), (LODGES, date(2026, 11, 22), "success")]
+    for pid, day, status in rows:
+        conn.execute("INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start,"
+                     " window_end, started_at, finished_at) VALUES ('ga4', %s, 'traffic_acquisition', 'restatement',"
+                     " %s, %s, %s, %s, %s)", (pid, status, day, day, now - timedelta(hours=2), now - timedelta(hours=1)))
+    conn.commit()
+    loaded = run_checks(now)["traffic_acquisition.all_scopes_loaded"]
+    assert not loaded.passed and loaded.severity == dg.AssetCheckSeverity.ERROR
+    assert RESORTS in loaded.description and "2026-11-21" in loaded.description
+    assert LODGES not in loaded.description

@@ -129,7 +129,10 @@ def evaluate_all_scopes_loaded(
     metadata = {"expected_scopes": len(scopes), "failed_scopes": sorted(failed), "never_attempted": missing,
                 "errors": dg.MetadataValue.json({s: (e or "")[:300] for s, e in failed.items()})}
     if failed or missing:
-        parts = [f"latest load failed for {', '.join(sorted(failed))}" if failed else "",
+        # a day-partitioned feed names the failed days too: they say what to rerun
+        named = [f"{s} ({failed[s].split(':', 1)[0]})" if (failed[s] or "").startswith("failed days ") else s
+                 for s in sorted(failed)]
+        parts = [f"latest load failed for {', '.join(named)}" if failed else "",
                  f"never loaded: {', '.join(missing)}" if missing else ""]
         return Evaluation("ERROR", f"{what}: " + "; ".join(p for p in parts if p), metadata)
     return Evaluation(None, f"{what}: all {len(scopes)} scopes loaded", metadata)

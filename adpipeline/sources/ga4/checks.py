@@ -127,7 +127,9 @@ def build_checks(config: SourcesConfig, reports: Sequence[Report], *, clock=None
         key = asset_key(report)
         checks.append(lateness_check(key, source=SOURCE, entity=report.name, scopes=scopes, cron=config.cadences.ga4,
                                      timezone=config.reporting_timezone, threshold=T.GA4_LATENESS, **extra))
-        checks.append(all_scopes_loaded_check(key, source=SOURCE, entity=report.name, scopes=scopes, **extra))
+        # per (property, day) over the days every tick re-pulls: a failed day is not masked by a later success
+        checks.append(all_scopes_loaded_check(key, source=SOURCE, entity=report.name, scopes=scopes,
+                                              per_day_for=config.ga4.restatement_days, **extra))
 
         def other_rows(conn, now, report=report):
             since = now.astimezone(zone).date() - timedelta(days=OTHER_ROW_WINDOW_DAYS)
