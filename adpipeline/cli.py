@@ -222,9 +222,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
     return run_dev(port=args.port)
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    """Read the instance the CLI's stack would use (the embedded warehouse's unless configured) and report."""
-    from adpipeline.monitoring.doctor import diagnose, unreachable
+def _existing_stack() -> str | None:
+    """The warehouse DSN of the stack already in use (configured, or the embedded server if it runs), with
+    DAGSTER_HOME exported for it; None when the embedded warehouse is not running (reading or checking one
+    nobody started would only find it empty)."""
     from adpipeline.stack import prepare_dagster_home
     from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
@@ -232,43 +233,39 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if not url:
         port = default_server().running_port()
         if port is None:
-            return unreachable("the embedded warehouse (which holds the Dagster instance) is not running", args.json)
+            return None
         url = default_server().dsn(port)
     home = Path(export_environment(url)["DAGSTER_HOME"])
     if not (home / "dagster.yaml").exists():
         prepare_dagster_home(home)
+    return url
 
-    def load_defs():
-        from adpipeline.definitions import defs
 
-        return defs
+def _load_defs():
+    from adpipeline.definitions import defs
 
-    return diagnose(load_defs, args.json)
+    return defs
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Read the instance the CLI's stack would use (the embedded warehouse's unless configured) and report."""
+    from adpipeline.monitoring.doctor import diagnose, unreachable
+
+    if _existing_stack() is None:
+        return unreachable("the embedded warehouse (which holds the Dagster instance) is not running", args.json)
+    return diagnose(_load_defs, args.json)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Run the selected asset checks once on the configured warehouse and instance (see monitoring/runner.py)."""
     from adpipeline.monitoring.runner import EXIT_UNREACHABLE, fail, run
-    from adpipeline.stack import prepare_dagster_home
-    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
+    from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV
 
-    url = os.environ.get(WAREHOUSE_URL_ENV)
-    if not url:  # like doctor: checking an embedded warehouse nobody started would only check an empty one
-        port = default_server().running_port()
-        if port is None:
-            return fail(EXIT_UNREACHABLE, "the embedded warehouse (which holds the Dagster instance) is not running; "
-                        f"start it (`adpipeline dev`) or set {WAREHOUSE_URL_ENV}", args.json)
-        url = default_server().dsn(port)
-    home = Path(export_environment(url)["DAGSTER_HOME"])
-    if not (home / "dagster.yaml").exists():
-        prepare_dagster_home(home)
-
-    def load_defs():
-        from adpipeline.definitions import defs
-
-        return defs
-
-    return run(load_defs, url, select_tokens=args.select, fail_on=args.fail_on, junit=args.junit_xml,
+    url = _existing_stack()
+    if url is None:
+        return fail(EXIT_UNREACHABLE, "the embedded warehouse (which holds the Dagster instance) is not running; "
+                    f"start it (`adpipeline dev`) or set {WAREHOUSE_URL_ENV}", args.json)
+    return run(_load_defs, url, select_tokens=args.select, fail_on=args.fail_on, junit=args.junit_xml,
                as_json=args.json)
 
 
