@@ -99,8 +99,11 @@ def bench_jobs(load_seconds: float) -> None:
             ("meta_insights_job", range_tags(insights_range)),
             ("breezeway_reservations_job", {"dagster/partition": region}),
             ("breezeway_daily_job", {"dagster/partition": region}),
+            # the unpartitioned models first (the Meta facts need stg_fx_rates); fct_marketing_channel_daily
+            # needs the GA4 facts, which this set-up does not build, so this run ends FAILURE (its time counts)
             ("dbt_models_job", {}),
-            ("dbt_models_job", {}),  # again: the parse state of the first run is reused
+            ("dbt_meta_daily_job", range_tags(insights_range)),
+            ("dbt_meta_daily_job", range_tags(insights_range)),  # again: the first run's parse state is reused
             ("monitoring_checks_job", {}),
         ]
         print(f"{'jobs':10} {'job':28} {'wall':>8} {'steps':>8} {'goal':>8}  ratio  (goal = 2 x steps + {load_seconds:.1f} s load)")
