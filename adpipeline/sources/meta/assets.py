@@ -142,7 +142,7 @@ def build_assets(config: SourcesConfig, partitions: dg.PartitionsDefinition) -> 
     return [
         _ad_accounts_asset(accounts),
         *(_hierarchy_asset(edge, accounts) for edge in ("campaigns", "adsets", "ads")),
-        _insights_asset(accounts, partitions),
+        _insights_asset(accounts, partitions, {a.id: config.meta.purchase_types(a) for a in accounts}),
     ]
 
 
@@ -219,14 +219,17 @@ def _newest_update(sync: Sync, table: tables.Table, account_id: str) -> datetime
 # ---- insights ---------------------------------------------------------------------------------------------
 
 
-def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDefinition,
+                    purchase_types: dict[str, tuple[str, ...]]) -> dg.AssetsDefinition:
     # after meta/ads in the graph: insights rows name ads (the ads_known check), though they never wait for them
     common = {"group_name": GROUP, "kinds": KINDS, "owners": [OWNER], "code_version": "1", "deps": [ADS]}
     specs = [
         dg.AssetSpec(ADS_INSIGHTS, description=(
             "Meta insights per ad and day (level=ad, time_increment=1) in each ad account's own time zone: spend, "
             "impressions, clicks, reach, conversions and purchase value per attribution window (1d_click, "
-            "7d_click, 28d_click, 1d_view), currency. Each (account, day) is replaced whole on every pull, so "
+            "7d_click, 28d_click, 1d_view), currency. Conversions are the first purchase action type present from "
+            "the account's ordered list (meta.purchase_action_types in adpipeline.yaml; never a sum of the "
+            "overlapping types), named in conversion_action_type. Each (account, day) is replaced whole on every pull, so "
             "restated conversions converge and rows Meta drops disappear."), **common),
         dg.AssetSpec(ACCOUNT_INSIGHTS, description=(
             "Meta insights per ad account and day (level=account): the totals meta/ads_insights is reconciled "
@@ -261,7 +264,7 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                         scopes.skip(label, f"{account.id} failed earlier in this run ({kind})")
                         continue
                     loaded: dict[str, LoadResult] = {}
-                    stream = ScopeStream(account.id, first, pieces)
+                    stream = ScopeStream(account.id, first, pieces, purchase_types[account.id])
 
                     def body(sync: Sync, account: MetaAccount = account, day: date = day,
                              stream: ScopeStream = stream, loaded: dict[str, LoadResult] = loaded) -> None:
@@ -334,8 +337,9 @@ class ScopeStream:
     """The pieces of one (account, day), read from the shared reader as the loader asks for them, parsed
     into records on the way."""
 
-    def __init__(self, account: str, first: Piece, pieces: Iterator[Piece]) -> None:
+    def __init__(self, account: str, first: Piece, pieces: Iterator[Piece], purchase_types: tuple[str, ...]) -> None:
         self.account = account
+        self.purchase_types = purchase_types
         self._pending: Piece | None = first
         self._pieces = pieces
         self._done = False
@@ -350,12 +354,12 @@ class ScopeStream:
         return piece
 
     def totals(self) -> list[dict[str, Any]]:
-        return [account_insights_record(row, self.account) for row in self._next().rows]
+        return [account_insights_record(row, self.account, self.purchase_types) for row in self._next().rows]
 
     def rows(self) -> Iterator[dict[str, Any]]:
         while (piece := self._next()).kind != "end":
             for row in piece.rows:
-                yield insights_record(row, self.account)
+                yield insights_record(row, self.account, self.purchase_types)
 
     def drain(self) -> None:
         while not self._done:
