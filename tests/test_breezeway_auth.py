@@ -172,3 +172,21 @@ def test_proxy_html_403_is_backed_off_and_concurrency_stays_bounded(sandbox, sto
     assert client.retries == 1  # the HTML 403 was retried like a transient error
     stats = requests.get(sandbox.base_url + "/_admin/breezeway/stats", timeout=10).json()
     assert stats["max_in_flight"][client_id(COMPANY)] <= 3 and stats["proxy_403"] == 0
+
+
+def test_a_401_no_new_token_fixes_marks_the_stored_token_invalid_at_once(sandbox, store, warehouse_url):
+    client = make_client(sandbox, warehouse_url)
+    assert first_page(client)
+    assert store.get(PLATFORM, REGION).status == "valid"
+    # the company's API access is revoked: tokens are still issued, every data call answers 401
+    assert requests.post(sandbox.base_url + "/_admin/breezeway/settings",
+                         json={"revoked_companies": [COMPANY]}, timeout=10).ok
+    with pytest.raises(ApiError) as failure:
+        first_page(client)
+    assert failure.value.kind is ErrorKind.AUTH and "revoked" in str(failure.value)
+    token = store.get(PLATFORM, REGION)
+    assert token.status == "invalid" and "refused a freshly issued token" in token.last_error
+    assert client.reauthentications == 1  # one refresh was tried, then the verdict
+    # the store is bound to the API it was issued by
+    assert token.api == sandbox.base_url.split("/breezeway")[0].lower()
+    assert store.get(PLATFORM, REGION, "https://api.breezeway.io") is None

@@ -42,6 +42,7 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 500  # MAX_LIMIT is ASSUMED
 DEFAULT_SETTINGS: dict[str, Any] = {
     "max_concurrent_per_client": 16,  # ASSUMED: "hundreds" get the proxy's HTML 403; kept low enough to test
     "latency_ms": 0.0,  # added inside each data request (makes concurrency observable)
+    "revoked_companies": [],  # API access revoked: tokens are still issued, every data call answers 401
 }
 DATE_FILTERS = ("checkin_date", "checkout_date")
 TIME_FILTERS = ("created_at", "updated_at")
@@ -191,6 +192,8 @@ class BreezewayEmulation:
         if claims.get("exp", 0) <= self.state.now().timestamp():
             return _message(401, "Signature has expired")
         company = COMPANIES[claims["company_id"]]
+        if company.id in self.settings()["revoked_companies"]:
+            return _message(401, "API access has been revoked for this company")  # no refresh fixes this
         asked = request.query_params.get("company_id")
         if asked is not None and asked != str(company.id):
             return _message(403, "You do not have permission to perform this action.")

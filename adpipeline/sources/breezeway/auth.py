@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from adpipeline import clock as pipeline_clock
 from adpipeline.http import ApiClient, ApiError, ErrorKind
-from adpipeline.warehouse.tokens import Token, TokenStore
+from adpipeline.warehouse.tokens import Token, TokenStore, api_origin
 
 PLATFORM = "breezeway"
 AUTH_PATH = "/public/auth/v1/"
@@ -94,6 +94,15 @@ class BreezewayAuth:
             assert self._token.access_token
             return self._token.access_token
 
+    def refused(self, token: str | None, error: ApiError) -> None:
+        """The API refused `token` although it was just renewed (access revoked...): mark it invalid at once,
+        so `adpipeline tokens status`, the token check and its alert agree with the failing run."""
+        with self._lock:
+            self.store.mark_rejected(PLATFORM, self.region, token, status="invalid", api=api_origin(self.http.base_url),
+                                     error=f"the API refused a freshly issued token: {error.describe()}")
+            if self._token is not None and self._token.access_token == token:
+                self._token = None
+
     # ---- the locked decision -------------------------------------------------------------------
 
     def _valid_degraded(self, token: Token, now: datetime) -> bool:
@@ -109,7 +118,8 @@ class BreezewayAuth:
 
     def _ensure(self, rejected: str | None) -> Token:
         failure: ApiError | None = None
-        with self.store.locked(PLATFORM, self.region) as (token, save):
+        # the store hands out only a token issued by this API (base URL's host)
+        with self.store.locked(PLATFORM, self.region, api_origin(self.http.base_url)) as (token, save):
             now = self.clock()
             token = replace(token, last_checked_at=now)
             if self._usable(token, now, rejected):

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from adpipeline.sources.ga4.auth import Ga4Auth, load_credentials_info
 from adpipeline.sources.ga4.client import DEFAULT_BASE_URL, MAX_PAGE_SIZE, Ga4Client, QuotaPolicy
-from adpipeline.warehouse.tokens import TokenStore
+from adpipeline.warehouse.tokens import TokenStore, api_origin
 
 API_URL_ENV = "GA4_DATA_API_URL"
 
@@ -32,6 +32,6 @@ class Ga4Resource(dg.ConfigurableResource):
     def client(self, token_store: TokenStore | None = None, **overrides: Any) -> Ga4Client:
         """A client for one run. Its token comes from (and goes to) `token_store` when given."""
         info = load_credentials_info(self.credentials, self.credentials_name)
-        auth = Ga4Auth(info, name=self.credentials_name, store=token_store)
+        auth = Ga4Auth(info, name=self.credentials_name, store=token_store, api=api_origin(self.api_url()))
         overrides.setdefault("quota", QuotaPolicy(max_wait=self.max_quota_wait_seconds))
         return Ga4Client(self.api_url(), auth=auth, **overrides)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -30,6 +30,7 @@ from psycopg.types.json import Jsonb
 
 from adpipeline.config import DEFAULT_PURCHASE_ACTION_TYPES
 from adpipeline.http import ApiClient, ApiError, ErrorKind, RequestSpec, fastjson, parse_retry_after, register_secret
+from adpipeline.warehouse.tokens import api_origin as _origin
 
 
 log = logging.getLogger(__name__)
@@ -172,14 +173,28 @@ class MetaClient(ApiClient):
         self.throttle_seconds = 0.0
         self.page_shrinks = 0
         self.async_jobs = 0
+        # called with the AUTH error when Meta refuses the token (the resource marks it in the token store)
+        self.on_auth_rejected: Callable[[ApiError], None] | None = None
 
     # ---- hooks -------------------------------------------------------------------------------------
 
     def prepare(self, spec: RequestSpec) -> RequestSpec:
         if spec.params is None and _ABSOLUTE(spec.url):
-            # a `paging.next` URL repeats every parameter, including the token it was issued with
+            # a `paging.next` URL repeats every parameter, including the token it was issued with; the token
+            # only ever goes to the host it belongs to, whatever URL an answer names
+            if _origin(spec.url) != _origin(self.base_url):
+                raise ApiError(ErrorKind.BAD_PAYLOAD, f"a paging URL points at another host ({_origin(spec.url)}); "
+                               "the token is not sent there", source=self.source)
             return spec.replace(url=_with_query(spec.url, access_token=self._token))
         return spec.replace(params={**(spec.params or {}), "access_token": self._token})
+
+    def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
+        try:
+            return super()._send(spec, scope, parse_json)
+        except ApiError as error:
+            if error.kind is ErrorKind.AUTH and self.on_auth_rejected is not None:
+                self.on_auth_rejected(error)
+            raise
 
     def classify(self, response: requests.Response) -> ApiError | None:
         status = response.status_code
