@@ -7,6 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import dagster as dg
+import psycopg
 import pytest
 
 from adpipeline.config import ConfigError, get_config, parse_config
@@ -115,3 +116,25 @@ def test_purchase_action_types_are_configurable_per_account():
         parse_config(base % "")
     with pytest.raises(ConfigError, match="duplicate"):
         parse_config(base % "purchase, purchase")
+
+
+def test_a_future_updated_time_never_inverts_the_hierarchy_window(meta):
+    """(issue 16, incremental cursors) a stored updated_time in the future must not make every later
+    incremental run ask for objects updated after it (0 rows, success)."""
+    from test_meta_assets import ADS, HIERARCHY, metadata
+
+    meta.sandbox.admin.set_clock("2026-11-01T12:00:00Z")
+    assert meta.run(*HIERARCHY, checks=False).success
+    with psycopg.connect(meta.url) as conn:  # one ad whose upstream clock lied
+        conn.execute("UPDATE raw_meta.ads SET updated_time = '2027-03-01T00:00:00Z'"
+                     " WHERE id = (SELECT min(id) FROM raw_meta.ads WHERE account_id = %s)", (JAMAICA,))
+    meta.sandbox.admin.set_clock("2026-11-23T12:00:00Z")
+    second = meta.run(*HIERARCHY, checks=False)
+    assert second.success
+    loaded = {a for (a,) in meta.rows("SELECT DISTINCT scope FROM ops.etl_sync_log WHERE source = 'meta' AND"
+                                      " entity = 'ads' AND records_processed > 0 AND started_at > '2026-11-02'")}
+    assert JAMAICA in loaded  # its ads updated since 11-01 are loaded, not skipped
+    assert metadata(second, ADS)["rows_processed"] > 0
+    stored = {(i, t) for i, t in meta.rows("SELECT id, payload->>'updated_time' FROM raw_meta.ads WHERE account_id = %s",
+                                           JAMAICA)}
+    assert stored == {(e["id"], e["updated_time"]) for e in meta.entities(JAMAICA, "ad")}

@@ -285,7 +285,10 @@ class BreezewayEmulation:
                       "updated_at": stay.updated_at(now)}
             for when, changes in overrides.get(stay.id, ()):
                 if when <= now:
-                    values["updated_at"] = max(values["updated_at"], when)
+                    if "updated_at" in changes:  # scripted: an upstream clock that lies
+                        values["updated_at"] = datetime.fromisoformat(changes["updated_at"])
+                    else:
+                        values["updated_at"] = max(values["updated_at"], when)
                     for name in DATE_FILTERS:
                         if name in changes:
                             values[name] = date.fromisoformat(changes[name])
@@ -391,7 +394,8 @@ class BreezewayEmulation:
 
     async def admin_reservation(self, request: Request) -> Response:
         """GET: the reservation as the API would show it now (access code included: it is the truth).
-        POST {"set": {...}}: change it upstream now (bumps updated_at). DELETE: delete it upstream now."""
+        POST {"set": {...}}: change it upstream now (bumps updated_at; an "updated_at" in `set` is served as
+        given, e.g. in the future: an upstream clock that lies). DELETE: delete it upstream now."""
         found = self._find_stay(request.path_params["reservation_id"])
         if found is None:
             return JSONResponse({"error": "no such reservation"}, status_code=404)

@@ -42,6 +42,7 @@ from adpipeline.sources.breezeway.tables import (
     tag_row,
     task_rows,
 )
+from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.warehouse.loader import LoadResult, Table
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.sync_log import SyncInProgress
@@ -105,18 +106,20 @@ def _call_metadata(client: BreezewayClient) -> dict[str, Any]:
     }
 
 
-def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str
-                ) -> tuple[datetime | None, datetime | None, bool]:
-    """(newest stored updated_at, last successful full sync, whether the latest attempt failed)."""
-    cursor = conn.execute(sql.SQL("SELECT max(updated_at) FROM {t} WHERE region_code = %s").format(t=table.ident),
-                          (region,)).fetchone()[0]
+def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str, now: datetime
+                ) -> tuple[datetime | None, datetime | None, datetime | None, bool]:
+    """(newest stored updated_at, the newest not in the future, last successful full sync, whether the
+    latest attempt failed)."""
+    cursor, not_future = conn.execute(
+        sql.SQL("SELECT " + NEWEST.format("updated_at") + " FROM {t} WHERE region_code = %s").format(t=table.ident),
+        (now, region)).fetchone()
     last_full = conn.execute(
         "SELECT max(finished_at) FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s"
         " AND sync_type = 'full' AND status = 'success'", (SOURCE, region, entity)).fetchone()[0]
     latest = conn.execute(
         "SELECT status FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s AND status <> 'running'"
         " ORDER BY started_at DESC, id DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
-    return cursor, last_full, bool(latest and latest[0] == "failed")
+    return cursor, not_future, last_full, bool(latest and latest[0] == "failed")
 
 
 def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync_type: str, run_id: str | None,
@@ -210,15 +213,18 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
                       max_property_fetches: int, breezeway: BreezewayResource, warehouse: WarehouseResource,
                       run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
     store = warehouse.token_store()
+    now = clock.now()
     with warehouse.connection() as conn:
-        cursor, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations")
-    sync_type = choose_sync_type(settings.mode, cursor, last_full, clock.now(),
+        cursor, not_future, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations", now)
+    sync_type = choose_sync_type(settings.mode, cursor, last_full, now,
                                  timedelta(days=settings.full_every_days), failed_last)
     params: dict[str, Any] = {"checkout_date_ge": history_start}  # explicit: never the API's default
-    since = None
+    since = future_cursor = None
     if sync_type == "incremental":
         assert cursor is not None
-        since = cursor - timedelta(hours=settings.overlap_hours)
+        since, future_cursor = window_start(cursor, timedelta(hours=settings.overlap_hours), now,
+                                            what=f"breezeway {region.code} reservations", not_future=not_future,
+                                            logger=log)
         params["updated_at_ge"] = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     seen: set[int] = set()
 
@@ -255,6 +261,7 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
         "region": region.code,
         "sync_type": sync_type,
         "updated_since": since.isoformat() if since else None,
+        "future_cursor_clamped": future_cursor,
         **sync.result.as_metadata(),
         **_call_metadata(client),
         "properties_fetched": fetched.processed,
@@ -269,17 +276,20 @@ def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway
                warehouse: WarehouseResource, run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
     now = clock.now()
     with warehouse.connection() as conn:
-        cursor, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks")
+        cursor, not_future, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks", now)
         property_ids = [r[0] for r in conn.execute(
             "SELECT id FROM raw_breezeway.properties WHERE region_code = %s AND deleted_at IS NULL ORDER BY id",
             (region.code,)).fetchall()]
     sync_type = choose_sync_type(settings.mode, cursor, last_full, now, timedelta(days=settings.full_every_days),
                                  failed_last)
     params: dict[str, Any] = {}
+    future_cursor = None
     if sync_type == "incremental":
         assert cursor is not None
+        since, future_cursor = window_start(cursor, timedelta(hours=settings.overlap_hours), now,
+                                            what=f"breezeway {region.code} tasks", not_future=not_future, logger=log)
         # day ranges "YYYY-MM-DD,YYYY-MM-DD" (inclusive): widened by a day each side for zone ambiguity
-        start = (cursor - timedelta(hours=settings.overlap_hours)).astimezone(timezone.utc).date() - timedelta(days=1)
+        start = since.astimezone(timezone.utc).date() - timedelta(days=1)
         params["updated_at"] = f"{start.isoformat()},{(now.date() + timedelta(days=1)).isoformat()}"
     failed: dict[int, str] = {}
     gone: list[int] = []
@@ -328,6 +338,7 @@ def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway
         "region": region.code,
         "sync_type": sync_type,
         "updated_range": params.get("updated_at"),
+        "future_cursor_clamped": future_cursor,
         "properties": len(property_ids),
         **sync.result.as_metadata(),
         **{f"{name}_rows": n for name, n in child_counts.items()},

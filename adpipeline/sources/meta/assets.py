@@ -20,6 +20,7 @@ from adpipeline import clock
 from adpipeline.config import MetaAccount, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
 from adpipeline.http import ApiError, ErrorKind, redact
+from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.sources.meta import tables
 from adpipeline.sources.meta.client import (
     ACCOUNT_TOTALS_FIELDS,
@@ -198,7 +199,7 @@ def _hierarchy_asset(edge: str, accounts: Sequence[MetaAccount]) -> dg.AssetsDef
             scopes = Scopes(context, warehouse, client, edge)
             for account in accounts:
                 def body(sync: Sync, account: MetaAccount = account) -> None:
-                    since = None if config.full_refresh else _newest_update(sync, table, account.id)
+                    since = None if config.full_refresh else _newest_update(sync, table, account.id, context.log)
                     rows = client.entities(account.id, edge, updated_since=since, scope=f"{account.id} {edge}")
                     sync.load(table, (entity_record(edge, row) for row in rows))
 
@@ -210,10 +211,16 @@ def _hierarchy_asset(edge: str, accounts: Sequence[MetaAccount]) -> dg.AssetsDef
     return hierarchy
 
 
-def _newest_update(sync: Sync, table: tables.Table, account_id: str) -> datetime | None:
-    newest = sync.conn.execute(f"SELECT max(updated_time) FROM {table.qualified} WHERE account_id = %s",
-                               (account_id,)).fetchone()[0]
-    return newest - INCREMENTAL_OVERLAP if newest else None
+def _newest_update(sync: Sync, table: tables.Table, account_id: str, log: Any = None) -> datetime | None:
+    now = clock.now()
+    newest, not_future = sync.conn.execute(
+        f"SELECT {NEWEST.format('updated_time')} FROM {table.qualified} WHERE account_id = %s",
+        (now, account_id)).fetchone()
+    if newest is None:
+        return None
+    since, _ = window_start(newest, INCREMENTAL_OVERLAP, now, what=f"meta {table.name} {account_id}",
+                            not_future=not_future, logger=log)
+    return since
 
 
 # ---- insights ---------------------------------------------------------------------------------------------
