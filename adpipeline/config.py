@@ -152,6 +152,10 @@ class Ga4Property(_Model):
 class Ga4Config(_Model):
     credentials_env: EnvName = "GA4_CREDENTIALS"
     restatement_days: Annotated[int, Field(ge=0, le=30)] = 3
+    # the properties' quota (standard: 200,000 tokens a day, 40,000 an hour; GA360: 2,000,000 and 400,000):
+    # propertyQuota reports what a request consumed and what remains, so the share left needs the limit
+    tokens_per_day: Annotated[int, Field(ge=1)] = 200_000
+    tokens_per_hour: Annotated[int, Field(ge=1)] = 40_000
     properties: list[Ga4Property] = []
 
     @model_validator(mode="after")

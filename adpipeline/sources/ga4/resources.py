@@ -25,6 +25,9 @@ class Ga4Resource(dg.ConfigurableResource):
     base_url: str | None = None
     page_size: int = Field(default=100_000, ge=1, le=MAX_PAGE_SIZE)
     max_quota_wait_seconds: float = Field(default=QuotaPolicy().max_wait, ge=0)
+    # the property's quota limits (propertyQuota reports consumption and what is left, not the limit)
+    tokens_per_day: int = Field(default=QuotaPolicy().tokens_per_day, ge=1)
+    tokens_per_hour: int = Field(default=QuotaPolicy().tokens_per_hour, ge=1)
 
     def api_url(self) -> str:
         return self.base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
@@ -33,5 +36,7 @@ class Ga4Resource(dg.ConfigurableResource):
         """A client for one run. Its token comes from (and goes to) `token_store` when given."""
         info = load_credentials_info(self.credentials, self.credentials_name)
         auth = Ga4Auth(info, name=self.credentials_name, store=token_store, api=api_origin(self.api_url()))
-        overrides.setdefault("quota", QuotaPolicy(max_wait=self.max_quota_wait_seconds))
+        overrides.setdefault("quota", QuotaPolicy(max_wait=self.max_quota_wait_seconds,
+                                                  tokens_per_day=self.tokens_per_day,
+                                                  tokens_per_hour=self.tokens_per_hour))
         return Ga4Client(self.api_url(), auth=auth, **overrides)
