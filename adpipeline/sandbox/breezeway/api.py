@@ -43,6 +43,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_concurrent_per_client": 16,  # ASSUMED: "hundreds" get the proxy's HTML 403; kept low enough to test
     "latency_ms": 0.0,  # added inside each data request (makes concurrency observable)
     "revoked_companies": [],  # API access revoked: tokens are still issued, every data call answers 401
+    "access_token_exp": True,  # False: access tokens carry no `exp` claim (they still die after 24 h)
+    "api_clock_skew_seconds": 0,  # the API's clock minus the sandbox clock (tokens are dated by the API's)
 }
 DATE_FILTERS = ("checkin_date", "checkout_date")
 TIME_FILTERS = ("created_at", "updated_at")
@@ -131,13 +133,17 @@ class BreezewayEmulation:
             self.stats()[endpoint] += 1
         return None
 
+    def api_now(self) -> datetime:
+        """The API's own clock, which may differ from the client's (scripted skew)."""
+        return self.state.now() + timedelta(seconds=float(self.settings()["api_clock_skew_seconds"]))
+
     def _issue(self, company: Company, client: str) -> dict[str, str]:
-        now = self.state.now()
+        now = self.api_now()
         with self.lock:
             serial = self.store["serial"] = self.store.get("serial", 0) + 1
             common = {"sub": client, "company_id": company.id, "iat": int(now.timestamp())}
-            access = jwt.encode({**common, "type": "access", "exp": int((now + ACCESS_TTL).timestamp()),
-                                 "jti": f"a{serial}"}, self.key)
+            expiry = {"exp": int((now + ACCESS_TTL).timestamp())} if self.settings()["access_token_exp"] else {}
+            access = jwt.encode({**common, "type": "access", **expiry, "jti": f"a{serial}"}, self.key)
             refresh = jwt.encode({**common, "type": "refresh", "exp": int((now + REFRESH_TTL).timestamp()),
                                   "jti": f"r{serial}"}, self.key)
             self.store.setdefault("live_refresh", {})[client] = f"r{serial}"  # rotation: older ones stop working
@@ -172,7 +178,7 @@ class BreezewayEmulation:
         limited = self._rate_limited(str(claims.get("sub")), "refresh")
         if limited:
             return limited
-        if claims.get("exp", 0) <= self.state.now().timestamp():
+        if claims.get("exp", 0) <= self.api_now().timestamp():
             return _message(401, "Refresh token has expired")
         if self.store.get("live_refresh", {}).get(claims["sub"]) != claims.get("jti"):
             return _message(401, "Refresh token is no longer valid (already used)")
@@ -189,7 +195,8 @@ class BreezewayEmulation:
             return _message(401, str(exc))
         if claims.get("type") != "access":
             return _message(401, "Invalid token type: an access token is required")
-        if claims.get("exp", 0) <= self.state.now().timestamp():
+        expires = claims.get("exp", claims.get("iat", 0) + ACCESS_TTL.total_seconds())  # no claim: still 24 h
+        if expires <= self.api_now().timestamp():
             return _message(401, "Signature has expired")
         company = COMPANIES[claims["company_id"]]
         if company.id in self.settings()["revoked_companies"]:
