@@ -506,6 +506,33 @@ def test_task_money_is_parsed_with_its_currency_and_never_summed_across_currenci
     assert [c["currency"] for c in children["task_costs"]] == ["USD", "EUR"]
 
 
+def test_a_property_deleted_upstream_takes_its_reservations_and_tasks_in_the_same_reconciliation(
+        loaded: Loaded, conn):
+    region = "mammoth"
+    prop = conn.execute(
+        "SELECT p.id FROM raw_breezeway.properties p WHERE p.region_code = %s AND p.deleted_at IS NULL"
+        " AND EXISTS (SELECT 1 FROM raw_breezeway.reservations r WHERE r.region_code = p.region_code"
+        "             AND r.property_id = p.id AND r.deleted_at IS NULL)"
+        " AND EXISTS (SELECT 1 FROM raw_breezeway.tasks t WHERE t.region_code = p.region_code"
+        "             AND t.property_id = p.id AND t.deleted_at IS NULL) ORDER BY p.id LIMIT 1", (region,)).fetchone()[0]
+    counts = {t: conn.execute(f"SELECT count(*) FROM raw_breezeway.{t} WHERE region_code = %s AND property_id = %s"
+                              " AND deleted_at IS NULL", (region, prop)).fetchone()[0] for t in ("reservations", "tasks")}
+    loaded.api(f"/properties/{prop}", "DELETE")
+    loaded.sandbox.admin.advance(3600)
+    result = loaded.run(region, PROPERTIES_KEY)  # the daily properties listing, not a weekly full pass
+    assert result.success
+    assert metadata(result, PROPERTIES_KEY)["children_marked_deleted"] == counts
+    deleted = conn.execute("SELECT deleted_at FROM raw_breezeway.properties WHERE region_code = %s AND id = %s",
+                           (region, prop)).fetchone()[0]
+    assert deleted is not None
+    for table in ("reservations", "tasks"):  # kept for audit, marked with the same time
+        rows = conn.execute(f"SELECT deleted_at FROM raw_breezeway.{table} WHERE region_code = %s AND property_id = %s",
+                            (region, prop)).fetchall()
+        assert len(rows) == counts[table] and {d for (d,) in rows} == {deleted}, table
+    again = loaded.run(region, PROPERTIES_KEY)
+    assert metadata(again, PROPERTIES_KEY)["children_marked_deleted"] == {}
+
+
 def test_a_future_dated_updated_at_never_inverts_the_incremental_window(loaded: Loaded, conn):
     """Kept last in this module: it leaves a future-dated reservation behind (as upstream would)."""
     sandbox = loaded.sandbox

@@ -77,10 +77,29 @@ def choose_sync_type(mode: str, cursor: datetime | None, last_full: datetime | N
 def mark_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Collection[int],
                  where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> int:
     """Rows of the region (within `where`) that a full pass did not see: deleted upstream, as of now."""
+    return len(marked_deleted(conn, table, region, seen, where, params))
+
+
+def marked_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Collection[int],
+                   where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> list[int]:
+    """`mark_deleted`, returning the ids it marked."""
     extra = sql.SQL(" AND ") + where if where is not None else sql.SQL("")
     statement = sql.SQL("UPDATE {t} SET deleted_at = %s WHERE region_code = %s AND deleted_at IS NULL"
-                        " AND NOT (id = ANY(%s)){extra}").format(t=table.ident, extra=extra)
-    return conn.execute(statement, (clock.now(), region, list(seen), *params)).rowcount
+                        " AND NOT (id = ANY(%s)){extra} RETURNING id").format(t=table.ident, extra=extra)
+    return [i for (i,) in conn.execute(statement, (clock.now(), region, list(seen), *params)).fetchall()]
+
+
+def mark_children_deleted(conn: psycopg.Connection, region: str, property_ids: list[int]) -> dict[str, int]:
+    """A property deleted upstream takes its reservations and tasks with it, in the same reconciliation
+    (the reservation and task listings no longer show them, so their own passes could never tell)."""
+    if not property_ids:
+        return {}
+    return {table.name: conn.execute(  # marked as of the property's own deletion
+        sql.SQL("UPDATE {t} c SET deleted_at = p.deleted_at FROM {p} p WHERE p.region_code = c.region_code"
+                " AND p.id = c.property_id AND c.region_code = %s AND c.property_id = ANY(%s)"
+                " AND c.deleted_at IS NULL").format(t=table.ident, p=PROPERTIES.ident),
+        (region, property_ids)).rowcount
+        for table in (RESERVATIONS, TASKS)}
 
 
 # ---- shared plumbing -----------------------------------------------------------------------------
@@ -137,10 +156,14 @@ def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync
 
 def load_listing(region: BreezewayRegion, entity: str, table: Table,
                  fetch: Callable[[BreezewayClient], Iterator[dict[str, Any]]], breezeway: BreezewayResource,
-                 warehouse: WarehouseResource, run_id: str | None = None) -> dg.MaterializeResult:
-    """A small entity listed in full every run: upsert, then mark what vanished upstream."""
+                 warehouse: WarehouseResource, run_id: str | None = None,
+                 cascade: Callable[[psycopg.Connection, str, list[int]], dict[str, int]] | None = None,
+                 ) -> dg.MaterializeResult:
+    """A small entity listed in full every run: upsert, then mark what vanished upstream (and, through
+    `cascade`, what belongs to it), in the same transaction."""
     client = None
     seen: set[int] = set()
+    children: dict[str, int] = {}
 
     def rows(client: BreezewayClient) -> Iterator[dict[str, Any]]:
         for row in fetch(client):
@@ -152,18 +175,22 @@ def load_listing(region: BreezewayRegion, entity: str, table: Table,
             with warehouse.sync(source=SOURCE, scope=region.code, entity=entity, sync_type="full", run_id=run_id,
                                 api_calls=lambda: client.calls) as sync:
                 sync.load(table, rows(client))
-                sync.result.deleted += mark_deleted(sync.conn, table, region.code, seen)
+                gone = marked_deleted(sync.conn, table, region.code, seen)
+                sync.result.deleted += len(gone)
+                if cascade is not None:
+                    children = cascade(sync.conn, region.code, gone)
     except (ApiError, SyncInProgress) as exc:
         raise _failure(region, entity, exc, client) from None
+    extra = {"children_marked_deleted": dg.MetadataValue.json(children)} if cascade is not None else {}
     return dg.MaterializeResult(metadata={
-        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client),
+        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client), **extra,
     })
 
 
 def load_properties(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
                     run_id: str | None = None) -> dg.MaterializeResult:
     return load_listing(region, "properties", PROPERTIES, lambda c: (property_row(region, r) for r in c.properties()),
-                        breezeway, warehouse, run_id)
+                        breezeway, warehouse, run_id, cascade=mark_children_deleted)
 
 
 def load_people(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
