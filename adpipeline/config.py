@@ -70,11 +70,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Meta reports the same purchases under overlapping action types; which ones depends on the account's setup.
+# The first type present in a row is its conversions (never a sum). omni_purchase is what Ads Manager shows
+# as "Purchases"; an account with only the web pixel reports offsite_conversion.fb_pixel_purchase alone.
+DEFAULT_PURCHASE_ACTION_TYPES = (
+    "omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase", "onsite_web_purchase",
+    "onsite_web_app_purchase", "app_custom_event.fb_mobile_purchase",
+)
+
+
+def _action_types(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("list at least one action type")
+    _require_unique(value, "purchase_action_types", "action type")
+    return value
+
+
+ActionTypes = Annotated[list[str], AfterValidator(_action_types)]
+
+
 class MetaAccount(_Model):
     id: Annotated[str, Field(pattern=r"^act_\d+$")]
     name: str
     timezone: TimeZone
     currency: Currency
+    purchase_action_types: ActionTypes | None = None  # None: meta.purchase_action_types
 
 
 class MetaConfig(_Model):
@@ -83,12 +103,17 @@ class MetaConfig(_Model):
     app_id_env: EnvName = "META_APP_ID"
     app_secret_env: EnvName = "META_APP_SECRET"
     attribution_window_days: Annotated[int, Field(ge=1, le=28)] = 28
+    purchase_action_types: ActionTypes = list(DEFAULT_PURCHASE_ACTION_TYPES)  # ordered: the first present wins
     accounts: list[MetaAccount] = []
 
     @model_validator(mode="after")
     def _unique_ids(self) -> MetaConfig:
         _require_unique([a.id for a in self.accounts], "meta.accounts", "id")
         return self
+
+    def purchase_types(self, account: MetaAccount) -> tuple[str, ...]:
+        """The account's ordered preference of purchase action types (its own list, else the default)."""
+        return tuple(account.purchase_action_types or self.purchase_action_types)
 
 
 class BreezewayRegion(_Model):
@@ -127,6 +152,10 @@ class Ga4Property(_Model):
 class Ga4Config(_Model):
     credentials_env: EnvName = "GA4_CREDENTIALS"
     restatement_days: Annotated[int, Field(ge=0, le=30)] = 3
+    # the properties' quota (standard: 200,000 tokens a day, 40,000 an hour; GA360: 2,000,000 and 400,000):
+    # propertyQuota reports what a request consumed and what remains, so the share left needs the limit
+    tokens_per_day: Annotated[int, Field(ge=1)] = 200_000
+    tokens_per_hour: Annotated[int, Field(ge=1)] = 40_000
     properties: list[Ga4Property] = []
 
     @model_validator(mode="after")

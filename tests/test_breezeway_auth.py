@@ -172,3 +172,66 @@ def test_proxy_html_403_is_backed_off_and_concurrency_stays_bounded(sandbox, sto
     assert client.retries == 1  # the HTML 403 was retried like a transient error
     stats = requests.get(sandbox.base_url + "/_admin/breezeway/stats", timeout=10).json()
     assert stats["max_in_flight"][client_id(COMPANY)] <= 3 and stats["proxy_403"] == 0
+
+
+def test_a_401_no_new_token_fixes_marks_the_stored_token_invalid_at_once(sandbox, store, warehouse_url):
+    client = make_client(sandbox, warehouse_url)
+    assert first_page(client)
+    assert store.get(PLATFORM, REGION).status == "valid"
+    # the company's API access is revoked: tokens are still issued, every data call answers 401
+    assert requests.post(sandbox.base_url + "/_admin/breezeway/settings",
+                         json={"revoked_companies": [COMPANY]}, timeout=10).ok
+    with pytest.raises(ApiError) as failure:
+        first_page(client)
+    assert failure.value.kind is ErrorKind.AUTH and "revoked" in str(failure.value)
+    token = store.get(PLATFORM, REGION)
+    assert token.status == "invalid" and "refused a freshly issued token" in token.last_error
+    assert client.reauthentications == 1  # one refresh was tried, then the verdict
+    # the store is bound to the API it was issued by
+    assert token.api == sandbox.base_url.split("/breezeway")[0].lower()
+    assert store.get(PLATFORM, REGION, "https://api.breezeway.io") is None
+
+
+def _settings(sandbox: SandboxProcess, **changes) -> None:
+    assert requests.post(sandbox.base_url + "/_admin/breezeway/settings", json=changes, timeout=10).ok
+
+
+@pytest.mark.parametrize("api_clock", ["no exp claim", "API clock 23h57m behind"])
+def test_an_untrustworthy_exp_is_reused_for_the_documented_lifetime_not_renewed_per_request(
+        sandbox, store, warehouse_url, api_clock):
+    if api_clock == "no exp claim":
+        _settings(sandbox, access_token_exp=False)
+    else:  # every token the API issues looks to us as if it expired in 3 minutes
+        _settings(sandbox, api_clock_skew_seconds=-(23 * 3600 + 57 * 60))
+    client = make_client(sandbox, warehouse_url)
+    for page in range(1, 6):
+        assert client.get("/public/inventory/v1/property", {"limit": 5, "page": page}, entity="properties")
+    assert auth_stats(sandbox) == {"generate": 1, "refresh": 0, "rate_limited": 0}  # not 5 paced re-auths
+    token = store.get(PLATFORM, REGION)
+    assert token.status == "valid" and token.last_error.startswith("expiry assumed")
+    assert token.expires_at == sandbox.admin.now() + timedelta(hours=24)
+    # a second run reuses it too; when the API finally answers 401, one refresh and on
+    again = make_client(sandbox, warehouse_url)
+    assert first_page(again) and auth_stats(sandbox)["generate"] == 1
+    sandbox.admin.advance(25 * 3600)
+    later = make_client(sandbox, warehouse_url)
+    assert first_page(later) and auth_stats(sandbox)["refresh"] + auth_stats(sandbox)["generate"] == 2
+
+
+def test_refused_credentials_are_not_retried_until_they_change(sandbox, store, warehouse_url):
+    wrong = "wrong-secret-0a9b8c7d"
+    with pytest.raises(ApiError):
+        first_page(make_client(sandbox, warehouse_url, secret=wrong))
+    assert auth_stats(sandbox)["generate"] == 1
+    sandbox.admin.advance(3600)
+    waited = []
+    second = make_client(sandbox, warehouse_url, secret=wrong)
+    second.auth.sleep = waited.append
+    with pytest.raises(ApiError) as failure:  # the next run (or step): no auth call, no minute's wait
+        first_page(second)
+    assert failure.value.kind is ErrorKind.AUTH and "not retried until the client credentials change" in str(failure.value)
+    assert auth_stats(sandbox)["generate"] == 1 and waited == [] and wrong not in str(failure.value)
+    assert store.get(PLATFORM, REGION).status == "invalid"
+    # fixed credentials are tried at once and work
+    assert first_page(make_client(sandbox, warehouse_url))
+    assert auth_stats(sandbox)["generate"] == 2 and store.get(PLATFORM, REGION).status == "valid"

@@ -270,6 +270,7 @@ def test_lateness_warns_after_12_hours_and_errors_after_24(clean, conn, late_by,
     (39_999, 1, "WARN"),
     (5_000, 1, "WARN"),
     (5_000, 10, None),  # read before midnight Pacific: the daily quota has reset since
+    (33_400, 1, "WARN"),  # issue 16: 16.7% left; `consumed` (5) is that one request's cost, not a running total
 ])
 def test_quota_headroom_warns_below_20_percent_of_the_days_tokens(clean, conn, remaining, observed_hours_ago,
                                                                   expected) -> None:
@@ -278,7 +279,7 @@ def test_quota_headroom_warns_below_20_percent_of_the_days_tokens(clean, conn, r
     conn.execute(f"INSERT INTO {REPORT_METADATA.qualified} (report, property_id, report_date, observed_at,"
                  " tokens_per_day_consumed, tokens_per_day_remaining) VALUES ('traffic_acquisition', %s,"
                  " '2026-11-22', %s, %s, %s)", (LODGES, now - timedelta(hours=observed_hours_ago),
-                                                200_000 - remaining, remaining))
+                                                5, remaining))
     conn.commit()
     headroom = run_checks(now)["traffic_acquisition.quota_headroom"]
     assert (None if headroom.passed else headroom.severity.value) == expected

@@ -20,7 +20,7 @@ from adpipeline.http import ApiError, AuthError, ErrorKind, RetryPolicy, Throttl
 from adpipeline.sandbox.ga4 import demo_environment
 from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.ga4.auth import CredentialsError, Ga4Auth, load_credentials_info
-from adpipeline.sources.ga4.client import Ga4Client, QuotaPolicy
+from adpipeline.sources.ga4.client import Ga4Client, QuotaPolicy, seconds_to_pacific_midnight
 from adpipeline.sources.ga4.reports import LANDING_PAGE_EVENTS, TRAFFIC_ACQUISITION
 from adpipeline.warehouse.tokens import TokenStore, token_states
 
@@ -88,15 +88,17 @@ def test_many_pages_equal_the_emulations_truth(sandbox: SandboxProcess, env, tim
     assert rows == expected and len(expected) > 300
     assert len(pages) == math.ceil(len(expected) / 50)
     assert sandbox.admin.count(RUN_REPORT) == len(pages) == client.calls  # no extra request after the last page
-    assert [p["propertyQuota"]["tokensPerDay"]["consumed"] for p in pages] == sorted(
-        p["propertyQuota"]["tokensPerDay"]["consumed"] for p in pages)
+    # per request, as Google documents it: each page's `consumed` is its own cost, `remaining` drops by it
+    quotas = [p["propertyQuota"]["tokensPerDay"] for p in pages]
+    assert all(q["consumed"] > 0 for q in quotas)
+    assert all(b["remaining"] == a["remaining"] - b["consumed"] for a, b in zip(quotas, quotas[1:]))
 
 
 @pytest.mark.parametrize("slow_below", [0.25, 0.0])
 def test_the_client_slows_down_before_the_hourly_quota_runs_out(sandbox: SandboxProcess, env, time_,
                                                                 slow_below) -> None:
     requests.post(f"{sandbox.base_url}/_admin/ga4/quota/{RESORTS}", json={"tokens_per_hour": 60}, timeout=10)
-    client = make_client(env, time_, quota=QuotaPolicy(slow_below=slow_below))
+    client = make_client(env, time_, quota=QuotaPolicy(slow_below=slow_below, tokens_per_hour=60))
     body = TRAFFIC_ACQUISITION.request(DAY, page_size=1)  # one request per row: ~19 requests of 4 tokens
     rows = [row for page in client.run_report(RESORTS, body) for row in page["rows"]]
 
@@ -143,11 +145,30 @@ def test_an_exhausted_daily_quota_fails_at_once_naming_the_reset(sandbox: Sandbo
 def test_the_client_stops_before_the_daily_quota_runs_out(sandbox: SandboxProcess, env, time_) -> None:
     quota = requests.post(f"{sandbox.base_url}/_admin/ga4/quota/{RESORTS}", json={"tokens_per_day": 14}, timeout=10)
     assert quota.ok
-    client = make_client(env, time_)
+    client = make_client(env, time_, quota=QuotaPolicy(tokens_per_day=14))
     with pytest.raises(ThrottledError, match="daily property tokens nearly exhausted"):
         list(client.run_report(RESORTS, TRAFFIC_ACQUISITION.request(DAY, page_size=1)))
     statuses = [r["status"] for r in sandbox.admin.requests()["recent"] if "runReport" in r["path"]]
     assert statuses and set(statuses) == {200}  # stopped itself before GA4 had to say 429
+
+
+def test_below_20_percent_of_the_days_tokens_the_client_spreads_requests_over_the_day(
+        sandbox: SandboxProcess, env, time_) -> None:
+    """The issue-16 scenario: 16.7% of the day's tokens left. `consumed` is per request, so the share left is
+    remaining / the daily limit, and the client slows down (it used to read consumed as a running total)."""
+    assert requests.post(f"{sandbox.base_url}/_admin/ga4/quota/{RESORTS}", json={"consumed_per_day": 166_600},
+                         timeout=10).ok
+    client = make_client(env, time_)  # the standard property's limits
+    body = TRAFFIC_ACQUISITION.request(DAY, page_size=5)
+    rows = [row for page in client.run_report(RESORTS, body) for row in page["rows"]]
+    assert rows == truth(sandbox, RESORTS, body)
+    reading = client.governor.readings[RESORTS]
+    assert reading.day_share_left() < 0.20 < (reading.day_remaining / (reading.day_remaining + reading.day_consumed))
+    kinds = [kind for kind, _ in client.governor.waits]
+    assert kinds and set(kinds) == {"pace_daily"} and len(kinds) == client.calls - 1  # every request after the first
+    cost = client.governor.costs[RESORTS]
+    expected = seconds_to_pacific_midnight(time_.now()) * cost / reading.day_remaining  # what is left of the day
+    assert client.governor.waits[-1][1] == pytest.approx(expected, rel=0.05)
 
 
 def test_server_errors_are_retried_with_bounded_backoff(sandbox: SandboxProcess, env, time_) -> None:

@@ -165,10 +165,13 @@ def test_recent_days_keep_changing_as_the_clock_moves_then_freeze(ga4: Ga4, sand
 def test_property_quota_depletes_and_429s_name_their_kind(ga4: Ga4, sandbox: SandboxProcess) -> None:
     first = ga4.report(RESORTS, ["date"], ["sessions"])["propertyQuota"]
     second = ga4.report(RESORTS, ["date"], ["sessions"])["propertyQuota"]
-    cost = second["tokensPerHour"]["consumed"] - first["tokensPerHour"]["consumed"]
-    assert cost > 0 and second["tokensPerDay"]["remaining"] == 200_000 - second["tokensPerDay"]["consumed"]
+    # as Google documents it: `consumed` is what THIS request cost, `remaining` what is left after it
+    cost = second["tokensPerHour"]["consumed"]
+    assert cost > 0 and first["tokensPerDay"]["remaining"] - second["tokensPerDay"]["remaining"] == cost
+    used_hour = 40_000 - second["tokensPerHour"]["remaining"]
+    assert used_hour == first["tokensPerHour"]["consumed"] + cost
 
-    ga4.admin("POST", f"/quota/{RESORTS}", {"tokens_per_hour": second["tokensPerHour"]["consumed"] + cost - 1})
+    ga4.admin("POST", f"/quota/{RESORTS}", {"tokens_per_hour": used_hour + cost - 1})
     hourly = ga4.report(RESORTS, ["date"], ["sessions"], expect=429)["error"]
     assert hourly["status"] == "RESOURCE_EXHAUSTED" and "per hour" in hourly["message"]
     sandbox.admin.set_clock("2026-11-23T13:00:00Z")  # a new hour

@@ -333,11 +333,11 @@ def test_parsing_types_and_attribution_windows():
         "action_values": [{"action_type": "purchase", "value": "150.50", "7d_click": "100.25", "1d_view": "50.25",
                            "28d_click": "180.00"}],
     }
-    record = insights_record(row, "act_1")
+    record = insights_record(row, "act_1", ("purchase", "omni_purchase"))  # purchase preferred here
     assert record["date"] == date(2026, 11, 2) and record["currency"] == "GBP"
     assert (record["spend"], record["impressions"], record["clicks"], record["reach"]) == (Decimal("14.35"), 185, 9, 150)
     assert [record[f"conversions_{w}"] for w in ("1d_click", "7d_click", "28d_click", "1d_view")] == [1, 2, 4, 1]
-    assert record["conversions"] == 3  # purchase only: omni_purchase counts the same purchases again
+    assert record["conversions"] == 3  # the first preferred type only: omni_purchase counts the same purchases again
     assert record["purchase_value_1d_click"] == 0  # a window Meta left out is zero
     assert record["purchase_value"] == Decimal("150.50") and record["purchase_value_28d_click"] == Decimal("180.00")
     ad = entity_record("ads", {"id": "9", "account_id": "1", "adset_id": "8", "campaign_id": "7", "name": "Ad",

@@ -5,6 +5,12 @@ associated data, so a ciphertext copied to another row does not decrypt. The key
 ADPIPELINE_TOKEN_KEY (urlsafe base64 of 32 bytes) or, for the embedded warehouse only, an
 auto-generated 0600 key file under ADPIPELINE_HOME. Each row records its key id; older keys listed in
 ADPIPELINE_TOKEN_KEYS_OLD (comma separated) still decrypt, so keys can be rotated.
+
+Each row is bound to the API it was issued by (`api`: the origin, scheme://host:port, of the base URL it
+is used with). Asked for another API, the store answers as if nothing were stored, so a token is only ever
+sent to the host that issued it (a sandbox token never reaches graph.facebook.com); a token obtained for the
+new API then takes the row. A token an API refuses is marked `expired`/`invalid` at once (`mark_rejected`),
+so `adpipeline tokens status`, the token checks and their alerts say so before any token job runs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -32,6 +39,12 @@ from adpipeline.warehouse.embedded import adpipeline_home, is_embedded, warehous
 KEY_ENV = "ADPIPELINE_TOKEN_KEY"
 OLD_KEYS_ENV = "ADPIPELINE_TOKEN_KEYS_OLD"
 KEY_FILE = "token.key"
+
+
+def api_origin(url: str) -> str:
+    """The API a token belongs to: scheme://host[:port] of its base URL, lowercased."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
 
 
 class TokenStoreError(RuntimeError):
@@ -105,6 +118,7 @@ class Token:
 
     platform: str
     scope: str
+    api: str | None = None  # the origin of the API it was issued by (None: stored before 0010, unknown)
     access_token: str | None = field(default=None, repr=False)
     refresh_token: str | None = field(default=None, repr=False)
     token_type: str | None = None
@@ -164,12 +178,15 @@ class TokenStore:
             [*values.values(), clock.now()],
         )
 
-    def get(self, platform: str, scope: str) -> Token | None:
+    def get(self, platform: str, scope: str, api: str | None = None) -> Token | None:
+        """The stored token; None when there is none, or (given `api`) it belongs to another API."""
         with connect(self.url, row_factory=dict_row) as conn:
             row = conn.execute(
                 "SELECT * FROM ops.platform_tokens WHERE platform = %s AND scope = %s", (platform, scope)
             ).fetchone()
-        return self._from_row(row) if row else None
+        if row is None or (api is not None and row["api"] != api):
+            return None
+        return self._from_row(row)
 
     def all(self) -> list[Token]:
         with connect(self.url, row_factory=dict_row) as conn:
@@ -181,11 +198,16 @@ class TokenStore:
             self._write(conn, token)
 
     @contextmanager
-    def locked(self, platform: str, scope: str) -> Iterator[tuple[Token, Callable[[Token], None]]]:
+    def locked(self, platform: str, scope: str, api: str | None = None, *,
+               adopt_fingerprint: str | None = None) -> Iterator[tuple[Token, Callable[[Token], None]]]:
         """Hold the row lock of (platform, scope) for a refresh: yields (current token, save).
 
         Two runs refreshing the same rotating refresh token serialise here; the second sees the token
         the first saved and can decide it is fresh enough. Everything commits on exit, or rolls back.
+        Given `api`, a row issued by another API (or by an unknown one, stored before the `api` column)
+        yields an empty token for `api` instead: its secrets are never handed out for this API. A row of
+        unknown API whose environment fingerprint is `adopt_fingerprint` (the operator configured that very
+        token here) is adopted.
         """
         with connect(self.url, row_factory=dict_row) as conn:
             conn.execute(
@@ -197,14 +219,32 @@ class TokenStore:
             ).fetchone()
             if row["key_id"] is None:
                 row["key_id"] = self.keyring.current_id
-            yield self._from_row(row), lambda token: self._write(conn, token)
+            adopt = row["api"] is None and adopt_fingerprint is not None and row["env_fingerprint"] == adopt_fingerprint
+            if api is not None and row["api"] != api and not adopt:
+                token = Token(platform, scope, api=api)  # another API's token: start afresh for this one
+            else:
+                token = replace(self._from_row(row), api=api or row["api"])
+            yield token, lambda token: self._write(conn, token)
 
-    def seed_from_environment(self, platform: str, scope: str, env_value: str | None, **attrs) -> Token | None:
+    def mark_rejected(self, platform: str, scope: str, rejected_token: str | None, *, status: str, error: str,
+                      api: str | None = None) -> bool:
+        """The API refused `rejected_token`: record `status` ('expired' | 'invalid') and why, at once, unless
+        the row holds another token by now (a newer one another run stored). Returns whether it was marked."""
+        if status not in ("expired", "invalid"):
+            raise ValueError(f"a rejected token is expired or invalid, not {status!r}")
+        with self.locked(platform, scope, api) as (token, save):
+            if not token.access_token or token.access_token != rejected_token:
+                return False
+            save(replace(token, status=status, last_error=error[:1000], last_checked_at=clock.now()))
+            return True
+
+    def seed_from_environment(self, platform: str, scope: str, env_value: str | None, api: str | None = None,
+                              **attrs) -> Token | None:
         """A token from the environment seeds the store; after that the store's (newer) token wins
-        until the environment value changes. Returns the token to use."""
-        with self.locked(platform, scope) as (current, save):
+        until the environment value changes. Returns the token to use (None: none for this API)."""
+        fingerprint = self.keyring.fingerprint(env_value) if env_value else None
+        with self.locked(platform, scope, api, adopt_fingerprint=fingerprint) as (current, save):
             if env_value:
-                fingerprint = self.keyring.fingerprint(env_value)
                 if current.access_token is None or current.env_fingerprint != fingerprint:
                     current = replace(current, access_token=env_value, env_fingerprint=fingerprint,
                                       status="valid", last_error=None, **attrs)

@@ -42,6 +42,9 @@ DEFAULT_LIMIT, MAX_LIMIT = 100, 500  # MAX_LIMIT is ASSUMED
 DEFAULT_SETTINGS: dict[str, Any] = {
     "max_concurrent_per_client": 16,  # ASSUMED: "hundreds" get the proxy's HTML 403; kept low enough to test
     "latency_ms": 0.0,  # added inside each data request (makes concurrency observable)
+    "revoked_companies": [],  # API access revoked: tokens are still issued, every data call answers 401
+    "access_token_exp": True,  # False: access tokens carry no `exp` claim (they still die after 24 h)
+    "api_clock_skew_seconds": 0,  # the API's clock minus the sandbox clock (tokens are dated by the API's)
 }
 DATE_FILTERS = ("checkin_date", "checkout_date")
 TIME_FILTERS = ("created_at", "updated_at")
@@ -130,13 +133,17 @@ class BreezewayEmulation:
             self.stats()[endpoint] += 1
         return None
 
+    def api_now(self) -> datetime:
+        """The API's own clock, which may differ from the client's (scripted skew)."""
+        return self.state.now() + timedelta(seconds=float(self.settings()["api_clock_skew_seconds"]))
+
     def _issue(self, company: Company, client: str) -> dict[str, str]:
-        now = self.state.now()
+        now = self.api_now()
         with self.lock:
             serial = self.store["serial"] = self.store.get("serial", 0) + 1
             common = {"sub": client, "company_id": company.id, "iat": int(now.timestamp())}
-            access = jwt.encode({**common, "type": "access", "exp": int((now + ACCESS_TTL).timestamp()),
-                                 "jti": f"a{serial}"}, self.key)
+            expiry = {"exp": int((now + ACCESS_TTL).timestamp())} if self.settings()["access_token_exp"] else {}
+            access = jwt.encode({**common, "type": "access", **expiry, "jti": f"a{serial}"}, self.key)
             refresh = jwt.encode({**common, "type": "refresh", "exp": int((now + REFRESH_TTL).timestamp()),
                                   "jti": f"r{serial}"}, self.key)
             self.store.setdefault("live_refresh", {})[client] = f"r{serial}"  # rotation: older ones stop working
@@ -171,7 +178,7 @@ class BreezewayEmulation:
         limited = self._rate_limited(str(claims.get("sub")), "refresh")
         if limited:
             return limited
-        if claims.get("exp", 0) <= self.state.now().timestamp():
+        if claims.get("exp", 0) <= self.api_now().timestamp():
             return _message(401, "Refresh token has expired")
         if self.store.get("live_refresh", {}).get(claims["sub"]) != claims.get("jti"):
             return _message(401, "Refresh token is no longer valid (already used)")
@@ -188,9 +195,12 @@ class BreezewayEmulation:
             return _message(401, str(exc))
         if claims.get("type") != "access":
             return _message(401, "Invalid token type: an access token is required")
-        if claims.get("exp", 0) <= self.state.now().timestamp():
+        expires = claims.get("exp", claims.get("iat", 0) + ACCESS_TTL.total_seconds())  # no claim: still 24 h
+        if expires <= self.api_now().timestamp():
             return _message(401, "Signature has expired")
         company = COMPANIES[claims["company_id"]]
+        if company.id in self.settings()["revoked_companies"]:
+            return _message(401, "API access has been revoked for this company")  # no refresh fixes this
         asked = request.query_params.get("company_id")
         if asked is not None and asked != str(company.id):
             return _message(403, "You do not have permission to perform this action.")
@@ -282,7 +292,10 @@ class BreezewayEmulation:
                       "updated_at": stay.updated_at(now)}
             for when, changes in overrides.get(stay.id, ()):
                 if when <= now:
-                    values["updated_at"] = max(values["updated_at"], when)
+                    if "updated_at" in changes:  # scripted: an upstream clock that lies
+                        values["updated_at"] = datetime.fromisoformat(changes["updated_at"])
+                    else:
+                        values["updated_at"] = max(values["updated_at"], when)
                     for name in DATE_FILTERS:
                         if name in changes:
                             values[name] = date.fromisoformat(changes[name])
@@ -388,7 +401,8 @@ class BreezewayEmulation:
 
     async def admin_reservation(self, request: Request) -> Response:
         """GET: the reservation as the API would show it now (access code included: it is the truth).
-        POST {"set": {...}}: change it upstream now (bumps updated_at). DELETE: delete it upstream now."""
+        POST {"set": {...}}: change it upstream now (bumps updated_at; an "updated_at" in `set` is served as
+        given, e.g. in the future: an upstream clock that lies). DELETE: delete it upstream now."""
         found = self._find_stay(request.path_params["reservation_id"])
         if found is None:
             return JSONResponse({"error": "no such reservation"}, status_code=404)

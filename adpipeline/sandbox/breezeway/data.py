@@ -264,7 +264,8 @@ def render_stay(seed: int, stay: Stay, now: datetime, overrides: list[tuple[date
     for when, changes in overrides:
         if when <= now:
             row.update(changes)
-            row["updated_at"] = _iso(when)
+            # a scripted `updated_at` is an upstream clock that lies (even into the future), served as given
+            row["updated_at"] = changes.get("updated_at") or _iso(when)
     return row
 
 

@@ -207,13 +207,14 @@ class Ga4Emulation:
         try:
             result = self.result(property_id, query, now)
             page = result.rows[query["offset"] : query["offset"] + query["limit"]]
+            cost = token_cost(result.scanned, len(page))
             try:
-                self.quota.charge(property_id, now, token_cost(result.scanned, len(page)))
+                self.quota.charge(property_id, now, cost)
             except QuotaExhausted as exc:
                 raise Ga4Error(429, str(exc)) from None
             response = self.response(property_id, query, result, page)
-            if query["quota"]:
-                response["propertyQuota"] = self.quota.snapshot(property_id, now)
+            if query["quota"]:  # as Google documents it: `consumed` by THIS request, `remaining` after it
+                response["propertyQuota"] = self.quota.snapshot(property_id, now, request_cost=cost)
             return response
         finally:
             self.quota.leave(property_id)

@@ -110,18 +110,21 @@ class QuotaBook:
             entry["day"] = (day, used_day + cost)
             entry["hour"] = (hour, used_hour + cost)
 
-    def snapshot(self, property_id: str, now: datetime) -> dict[str, Any]:
-        """`propertyQuota` as GA4 reports it."""
+    def snapshot(self, property_id: str, now: datetime, request_cost: int | None = None) -> dict[str, Any]:
+        """`propertyQuota` as GA4 reports it after a request costing `request_cost`: `consumed` is what that
+        request cost, `remaining` what is left of the window (Google's QuotaStatus). Without a request
+        (the admin view), `consumed` is the window's total so far."""
         entry = self._entry(property_id)
         used_day, used_hour = self._used(entry, now)
 
-        def status(name: str, consumed: int) -> dict[str, int]:
-            return {"consumed": consumed, "remaining": max(0, self.limit(property_id, name) - consumed)}
+        def status(name: str, used: int, cost: int | None) -> dict[str, int]:
+            return {"consumed": used if cost is None else cost,
+                    "remaining": max(0, self.limit(property_id, name) - used)}
 
         return {
-            "tokensPerDay": status("tokensPerDay", used_day),
-            "tokensPerHour": status("tokensPerHour", used_hour),
-            "concurrentRequests": status("concurrentRequests", 0),
-            "serverErrorsPerProjectPerHour": status("serverErrorsPerProjectPerHour", 0),
-            "potentiallyThresholdedRequestsPerHour": status("potentiallyThresholdedRequestsPerHour", 0),
+            "tokensPerDay": status("tokensPerDay", used_day, request_cost),
+            "tokensPerHour": status("tokensPerHour", used_hour, request_cost),
+            "concurrentRequests": status("concurrentRequests", 0, None),
+            "serverErrorsPerProjectPerHour": status("serverErrorsPerProjectPerHour", 0, None),
+            "potentiallyThresholdedRequestsPerHour": status("potentiallyThresholdedRequestsPerHour", 0, None),
         }

@@ -20,7 +20,10 @@ empty and still have `next`, and the last page sometimes has a `next` that leads
 Admin (under /_admin/meta, never counted or faulted):
     GET|POST|DELETE /script    {"limits": {...}, "forbidden_accounts": [...], "drop": [{"account_id", "date"}],
                                 "skew": [{"account_id", "date", "factor"}], "max_page_rows": n,
-                                "sync_max_cells": n, "page_quirks": bool}    (POST merges, DELETE resets)
+                                "sync_max_cells": n, "page_quirks": bool,
+                                "purchase_types": {"act_..": ["offsite_conversion.fb_pixel_purchase", ..]}}
+                                (POST merges, DELETE resets; purchase_types: the action types an account
+                                reports its purchases under, overriding its own setup)
     POST /tokens               {"access_token", "expires_at": iso|null (never), "data_access_expires_at": iso|null,
                                 "scopes": [...], "status": "valid"|..., "type": "USER"|"SYSTEM_USER"}
     GET  /tokens               every token's expiry, scopes, status and type (token values masked)
@@ -145,9 +148,11 @@ class Script:
     max_page_rows: int = 5000  # a larger `limit` is "Please reduce the amount of data"
     sync_max_cells: int = 2_000_000  # days x ads above which a synchronous insights call times out
     page_quirks: bool = True
+    purchase_types: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account id -> reported types
 
     def update(self, body: dict[str, Any]) -> None:
-        known = {"limits", "forbidden_accounts", "drop", "skew", "max_page_rows", "sync_max_cells", "page_quirks"}
+        known = {"limits", "forbidden_accounts", "drop", "skew", "max_page_rows", "sync_max_cells", "page_quirks",
+                 "purchase_types"}
         unknown = set(body) - known
         if unknown:
             raise ValueError(f"unknown script keys {sorted(unknown)}; known: {sorted(known)}")
@@ -163,6 +168,9 @@ class Script:
                 setattr(self, name, max(1, int(body[name])))
         if "page_quirks" in body:
             self.page_quirks = bool(body["page_quirks"])
+        if "purchase_types" in body:
+            self.purchase_types = {str(a): tuple(str(t) for t in types)
+                                   for a, types in body["purchase_types"].items()}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +180,7 @@ class Script:
             "max_page_rows": self.max_page_rows,
             "sync_max_cells": self.sync_max_cells,
             "page_quirks": self.page_quirks,
+            "purchase_types": {a: list(t) for a, t in sorted(self.purchase_types.items())},
         }
 
 
@@ -682,6 +691,7 @@ def _insights_query(params: dict[str, str], account: Account, sandbox: MetaSandb
         windows=tuple(w for w in WINDOWS if w in windows),  # 7d_view / 28d_view: silently not returned
         drop=frozenset(d for a, d in script.drop if a == account.id),
         skew=tuple((d, f) for (a, d), f in script.skew.items() if a == account.id),
+        purchase_types=script.purchase_types.get(account.id),
     )
 
 

@@ -76,7 +76,7 @@ def _clicks(action_type: str, value: int, windows: Sequence[str]) -> dict:
     return entry
 
 
-def _actions(n: Numbers | AdDay, windows: Sequence[str]) -> list[dict]:
+def _actions(n: Numbers | AdDay, windows: Sequence[str], purchase_types: Sequence[str]) -> list[dict]:
     out = []
     if n.clicks:
         out.append(_clicks("link_click", n.clicks, windows))
@@ -89,14 +89,14 @@ def _actions(n: Numbers | AdDay, windows: Sequence[str]) -> list[dict]:
     p = n.purchases
     if p["28d_click"] or p["1d_view"]:
         value = int(default_attribution(p))
-        # purchases appear twice, as `purchase` and `omni_purchase`, as Meta reports them: summing
-        # action types double-counts
+        # the same purchases appear once per action type the account reports (e.g. `purchase` and
+        # `omni_purchase`), as Meta reports them: summing action types double-counts
         purchase = _counts("purchase", value, p, windows)
-        out += [purchase, {**purchase, "action_type": "omni_purchase"}]
+        out += [{**purchase, "action_type": t} for t in purchase_types]
     return out
 
 
-def _action_values(n: Numbers | AdDay, windows: Sequence[str]) -> list[dict]:
+def _action_values(n: Numbers | AdDay, windows: Sequence[str], purchase_types: Sequence[str]) -> list[dict]:
     v = n.purchase_value
     if not (v["28d_click"] or v["1d_view"]):
         return []
@@ -104,7 +104,7 @@ def _action_values(n: Numbers | AdDay, windows: Sequence[str]) -> list[dict]:
     for w in windows:
         if v[w]:
             entry[w] = f"{v[w]:.2f}"
-    return [entry, {**entry, "action_type": "omni_purchase"}]
+    return [{**entry, "action_type": t} for t in purchase_types]
 
 
 @dataclass(frozen=True)
@@ -118,16 +118,17 @@ class Plan:
     actions: bool
     action_values: bool
     windows: tuple[str, ...]
+    purchase_types: tuple[str, ...] = ("purchase", "omni_purchase")
 
     @classmethod
-    def of(cls, fields: Sequence[str], windows: Sequence[str]) -> Plan:
+    def of(cls, fields: Sequence[str], windows: Sequence[str], purchase_types: Sequence[str]) -> Plan:
         wanted = set(fields)
         return cls(
             ids=tuple(f for f in fields if f in ID_FIELDS),
             counts=tuple(f for f in ("impressions", "clicks", "reach") if f in wanted),
             ratios=tuple(f for f in ("cpc", "ctr", "cpm", "frequency", "inline_link_clicks") if f in wanted),
             spend="spend" in wanted, actions="actions" in wanted, action_values="action_values" in wanted,
-            windows=tuple(windows),
+            windows=tuple(windows), purchase_types=tuple(purchase_types),
         )
 
 
@@ -151,9 +152,9 @@ def format_row(ids: dict[str, str], n: Numbers | AdDay, since: str, until: str, 
             row[name] = f"{n.impressions / n.reach:.6f}" if n.reach else "0"
         else:
             row[name] = str(n.clicks)
-    if plan.actions and (actions := _actions(n, plan.windows)):
+    if plan.actions and (actions := _actions(n, plan.windows, plan.purchase_types)):
         row["actions"] = actions
-    if plan.action_values and (values := _action_values(n, plan.windows)):
+    if plan.action_values and (values := _action_values(n, plan.windows, plan.purchase_types)):
         row["action_values"] = values
     row["date_start"] = since  # Meta always includes the row's dates
     row["date_stop"] = until
@@ -189,6 +190,11 @@ class Query:
     windows: tuple[str, ...]
     drop: frozenset[date] = frozenset()  # scripted: ad-level rows missing for these days
     skew: tuple[tuple[date, float], ...] = ()  # scripted: ad-level spend multiplied on these days
+    purchase_types: tuple[str, ...] | None = None  # scripted: overrides the account's own
+
+    @property
+    def reported_purchase_types(self) -> tuple[str, ...]:
+        return self.account.purchase_types if self.purchase_types is None else self.purchase_types
 
     @property
     def days(self) -> list[date]:
@@ -203,7 +209,7 @@ def rows_from(world: World, query: Query, now, start: Position) -> Iterator[tupl
     aggregated levels are computed one bucket (day, or the whole range) at a time."""
     days = query.days
     skews = dict(query.skew)
-    plan = Plan.of(query.fields, query.windows)
+    plan = Plan.of(query.fields, query.windows, query.reported_purchase_types)
     if query.level == "ad" and query.daily:
         n_ads = world.counts(query.account)["ad"]
         for bucket in range(start[0], len(days)):

@@ -37,6 +37,9 @@ class Account:
     currency: str
     base_ads: int  # ads at scale 1.0
     account_status: int = 1  # 1 active, 2 disabled, 101 closed
+    # the action types its purchases are reported under (all the same purchases: they overlap), which
+    # depends on the account's setup (pixel, Conversions API, app events); the script can override it
+    purchase_types: tuple[str, ...] = ("purchase", "omni_purchase")
 
     @property
     def account_id(self) -> str:
@@ -57,11 +60,15 @@ class Account:
         return datetime.combine(day, time(0), tzinfo=self.zone).astimezone(timezone.utc)
 
 
+# Every purchase action type Meta reports; an account returns a subset of them for the same purchases.
+PURCHASE_TYPES = ("omni_purchase", "purchase", "offsite_conversion.fb_pixel_purchase", "onsite_web_purchase",
+                  "onsite_web_app_purchase", "app_custom_event.fb_mobile_purchase")
+
 # The default adpipeline.yaml lists the first three; the fourth is reachable with the token but not configured.
 ACCOUNTS: tuple[Account, ...] = (
     Account(1, "Sandbox Jamaica Resorts", "America/Jamaica", "USD", 48),
     Account(2, "Sandbox Mountain Lodges", "America/Denver", "USD", 36),
-    Account(3, "Sandbox Coastal Homes EU", "Europe/London", "GBP", 24),
+    Account(3, "Sandbox Coastal Homes EU", "Europe/London", "GBP", 24, purchase_types=PURCHASE_TYPES),  # pixel + CAPI + app
     Account(4, "Sandbox Legacy Outlet", "America/New_York", "USD", 8, account_status=101),
 )
 ACCOUNTS_BY_NUMBER = {a.number: a for a in ACCOUNTS}

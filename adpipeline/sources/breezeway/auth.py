@@ -3,6 +3,11 @@ row lock (the refresh token rotates, so two runs must never both spend it), then
 region's client credentials. Auth endpoints allow 1 request per minute: every auth call happens under
 the row lock, after the stored last attempt is at least a minute old, so concurrent runs queue on the lock
 and reuse the token the first one obtained instead of calling again.
+
+A token whose `exp` is unreadable, or already (nearly) past when it is issued (the API's clock differs from
+ours), is reused for the documented 24 h or until a 401, and its status says the expiry is assumed; it never
+turns every request into a (1/min-paced) re-authentication. Client credentials the auth endpoint refuses are
+remembered (by a keyed fingerprint) and not retried, in this run or the next, until they change.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from datetime import datetime, timedelta, timezone
 
 from adpipeline import clock as pipeline_clock
 from adpipeline.http import ApiClient, ApiError, ErrorKind
-from adpipeline.warehouse.tokens import Token, TokenStore
+from adpipeline.warehouse.tokens import Token, TokenStore, api_origin
 
 PLATFORM = "breezeway"
 AUTH_PATH = "/public/auth/v1/"
 REFRESH_PATH = "/public/auth/v1/refresh"
 REFRESH_MARGIN = timedelta(minutes=5)
 AUTH_MIN_INTERVAL = timedelta(seconds=60)
+ACCESS_LIFETIME = timedelta(hours=24)  # documented; assumed when a token's `exp` cannot be trusted
+EXPIRY_ASSUMED = "expiry assumed"  # the token status says so (last_error) when `exp` was not used
+CREDENTIALS_REFUSED = "client credentials refused"  # remembered: not retried until the credentials change
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,15 @@ class BreezewayAuth:
             assert self._token.access_token
             return self._token.access_token
 
+    def refused(self, token: str | None, error: ApiError) -> None:
+        """The API refused `token` although it was just renewed (access revoked...): mark it invalid at once,
+        so `adpipeline tokens status`, the token check and its alert agree with the failing run."""
+        with self._lock:
+            self.store.mark_rejected(PLATFORM, self.region, token, status="invalid", api=api_origin(self.http.base_url),
+                                     error=f"the API refused a freshly issued token: {error.describe()}")
+            if self._token is not None and self._token.access_token == token:
+                self._token = None
+
     # ---- the locked decision -------------------------------------------------------------------
 
     def _valid_degraded(self, token: Token, now: datetime) -> bool:
@@ -107,14 +124,26 @@ class BreezewayAuth:
             and token.expires_at - now > self.margin
         )
 
+    def _fingerprint(self) -> str | None:
+        creds = self.credentials
+        return self.store.keyring.fingerprint(f"{creds.client_id}\0{creds.client_secret}") if creds else None
+
     def _ensure(self, rejected: str | None) -> Token:
         failure: ApiError | None = None
-        with self.store.locked(PLATFORM, self.region) as (token, save):
+        # the store hands out only a token issued by this API (base URL's host)
+        with self.store.locked(PLATFORM, self.region, api_origin(self.http.base_url)) as (token, save):
             now = self.clock()
             token = replace(token, last_checked_at=now)
             if self._usable(token, now, rejected):
                 save(token)  # reuse: this run's first look, or another run refreshed while we waited
                 return token
+            if (token.status == "invalid" and (token.last_error or "").startswith(CREDENTIALS_REFUSED)
+                    and token.env_fingerprint is not None and token.env_fingerprint == self._fingerprint()):
+                # refused before and unchanged since: say so at once, no auth call, no minute's wait
+                at = token.last_refresh_attempt_at
+                when = f" (at {at.astimezone(timezone.utc):%Y-%m-%d %H:%M}Z)" if at else ""
+                raise ApiError(ErrorKind.AUTH, f"{token.last_error}{when}; not retried until the client credentials "
+                               "change", source=PLATFORM, scope=self.region)
             self._pace(token)
             token, failure = self._renew(token, rejected)
             save(token)
@@ -161,13 +190,27 @@ class BreezewayAuth:
                            scope=self.region, method="POST", url=self.http.url_for(path))
         return payload
 
+    def _expiry(self, access_token: str, now: datetime) -> tuple[datetime, str | None]:
+        """(expiry to plan with, note): the `exp` claim, unless unreadable or (nearly) past at issue, which
+        means the API's clock differs from ours; then the documented lifetime from now, said to be assumed."""
+        claimed = jwt_expiry(access_token)
+        if claimed is not None and claimed - now > self.margin:
+            return claimed, None
+        why = ("the token has no readable exp" if claimed is None else
+               f"its exp {claimed.isoformat()} is already within {self.margin} of our clock at issue (the API's "
+               "clock differs from ours)")
+        return now + ACCESS_LIFETIME, (f"{EXPIRY_ASSUMED}: {why}; reused for the documented "
+                                       f"{ACCESS_LIFETIME.total_seconds() / 3600:.0f} h or until the API answers 401")
+
     def _stored(self, token: Token, pair: dict[str, str], now: datetime, *, refreshed: bool, error: str | None) -> Token:
+        expires_at, note = self._expiry(pair["access_token"], now)
         return replace(
             token,
             access_token=pair["access_token"],
             refresh_token=pair["refresh_token"],
             token_type="JWT",
-            expires_at=jwt_expiry(pair["access_token"]),
+            expires_at=expires_at,
+            env_fingerprint=self._fingerprint(),
             refresh_expires_at=jwt_expiry(pair["refresh_token"]),
             status="valid",
             last_refreshed_at=now,
@@ -175,7 +218,8 @@ class BreezewayAuth:
             last_refresh_succeeded=True,
             refresh_count=token.refresh_count + (1 if refreshed else 0),
             generation_count=token.generation_count + (0 if refreshed else 1),
-            last_error=error,  # why we had to regenerate, if we did
+            # why we had to regenerate, if we did; that the expiry is assumed, if it is
+            last_error="; ".join(p for p in (note, error) if p) or None,
         )
 
     def _failed(self, token: Token, now: datetime, rejected: str | None, error: ApiError,
@@ -189,5 +233,8 @@ class BreezewayAuth:
         else:
             status = "expired"
         message = "; ".join(p for p in (refresh_error, f"generate failed: {error.describe()}") if p)
+        fingerprint = token.env_fingerprint
+        if status == "invalid" and self.credentials is not None:
+            message, fingerprint = f"{CREDENTIALS_REFUSED}: fix the region's client id/secret; {message}", self._fingerprint()
         return replace(token, status=status, last_refresh_attempt_at=now, last_refresh_succeeded=False,
-                       last_error=message[:1000])
+                       last_error=message[:1000], env_fingerprint=fingerprint)

@@ -42,6 +42,7 @@ from adpipeline.sources.breezeway.tables import (
     tag_row,
     task_rows,
 )
+from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.warehouse.loader import LoadResult, Table
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.sync_log import SyncInProgress
@@ -76,10 +77,29 @@ def choose_sync_type(mode: str, cursor: datetime | None, last_full: datetime | N
 def mark_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Collection[int],
                  where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> int:
     """Rows of the region (within `where`) that a full pass did not see: deleted upstream, as of now."""
+    return len(marked_deleted(conn, table, region, seen, where, params))
+
+
+def marked_deleted(conn: psycopg.Connection, table: Table, region: str, seen: Collection[int],
+                   where: sql.Composable | None = None, params: tuple[Any, ...] = ()) -> list[int]:
+    """`mark_deleted`, returning the ids it marked."""
     extra = sql.SQL(" AND ") + where if where is not None else sql.SQL("")
     statement = sql.SQL("UPDATE {t} SET deleted_at = %s WHERE region_code = %s AND deleted_at IS NULL"
-                        " AND NOT (id = ANY(%s)){extra}").format(t=table.ident, extra=extra)
-    return conn.execute(statement, (clock.now(), region, list(seen), *params)).rowcount
+                        " AND NOT (id = ANY(%s)){extra} RETURNING id").format(t=table.ident, extra=extra)
+    return [i for (i,) in conn.execute(statement, (clock.now(), region, list(seen), *params)).fetchall()]
+
+
+def mark_children_deleted(conn: psycopg.Connection, region: str, property_ids: list[int]) -> dict[str, int]:
+    """A property deleted upstream takes its reservations and tasks with it, in the same reconciliation
+    (the reservation and task listings no longer show them, so their own passes could never tell)."""
+    if not property_ids:
+        return {}
+    return {table.name: conn.execute(  # marked as of the property's own deletion
+        sql.SQL("UPDATE {t} c SET deleted_at = p.deleted_at FROM {p} p WHERE p.region_code = c.region_code"
+                " AND p.id = c.property_id AND c.region_code = %s AND c.property_id = ANY(%s)"
+                " AND c.deleted_at IS NULL").format(t=table.ident, p=PROPERTIES.ident),
+        (region, property_ids)).rowcount
+        for table in (RESERVATIONS, TASKS)}
 
 
 # ---- shared plumbing -----------------------------------------------------------------------------
@@ -105,18 +125,20 @@ def _call_metadata(client: BreezewayClient) -> dict[str, Any]:
     }
 
 
-def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str
-                ) -> tuple[datetime | None, datetime | None, bool]:
-    """(newest stored updated_at, last successful full sync, whether the latest attempt failed)."""
-    cursor = conn.execute(sql.SQL("SELECT max(updated_at) FROM {t} WHERE region_code = %s").format(t=table.ident),
-                          (region,)).fetchone()[0]
+def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str, now: datetime
+                ) -> tuple[datetime | None, datetime | None, datetime | None, bool]:
+    """(newest stored updated_at, the newest not in the future, last successful full sync, whether the
+    latest attempt failed)."""
+    cursor, not_future = conn.execute(
+        sql.SQL("SELECT " + NEWEST.format("updated_at") + " FROM {t} WHERE region_code = %s").format(t=table.ident),
+        (now, region)).fetchone()
     last_full = conn.execute(
         "SELECT max(finished_at) FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s"
         " AND sync_type = 'full' AND status = 'success'", (SOURCE, region, entity)).fetchone()[0]
     latest = conn.execute(
         "SELECT status FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s AND status <> 'running'"
         " ORDER BY started_at DESC, id DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
-    return cursor, last_full, bool(latest and latest[0] == "failed")
+    return cursor, not_future, last_full, bool(latest and latest[0] == "failed")
 
 
 def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync_type: str, run_id: str | None,
@@ -134,10 +156,14 @@ def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync
 
 def load_listing(region: BreezewayRegion, entity: str, table: Table,
                  fetch: Callable[[BreezewayClient], Iterator[dict[str, Any]]], breezeway: BreezewayResource,
-                 warehouse: WarehouseResource, run_id: str | None = None) -> dg.MaterializeResult:
-    """A small entity listed in full every run: upsert, then mark what vanished upstream."""
+                 warehouse: WarehouseResource, run_id: str | None = None,
+                 cascade: Callable[[psycopg.Connection, str, list[int]], dict[str, int]] | None = None,
+                 ) -> dg.MaterializeResult:
+    """A small entity listed in full every run: upsert, then mark what vanished upstream (and, through
+    `cascade`, what belongs to it), in the same transaction."""
     client = None
     seen: set[int] = set()
+    children: dict[str, int] = {}
 
     def rows(client: BreezewayClient) -> Iterator[dict[str, Any]]:
         for row in fetch(client):
@@ -149,18 +175,22 @@ def load_listing(region: BreezewayRegion, entity: str, table: Table,
             with warehouse.sync(source=SOURCE, scope=region.code, entity=entity, sync_type="full", run_id=run_id,
                                 api_calls=lambda: client.calls) as sync:
                 sync.load(table, rows(client))
-                sync.result.deleted += mark_deleted(sync.conn, table, region.code, seen)
+                gone = marked_deleted(sync.conn, table, region.code, seen)
+                sync.result.deleted += len(gone)
+                if cascade is not None:
+                    children = cascade(sync.conn, region.code, gone)
     except (ApiError, SyncInProgress) as exc:
         raise _failure(region, entity, exc, client) from None
+    extra = {"children_marked_deleted": dg.MetadataValue.json(children)} if cascade is not None else {}
     return dg.MaterializeResult(metadata={
-        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client),
+        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client), **extra,
     })
 
 
 def load_properties(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
                     run_id: str | None = None) -> dg.MaterializeResult:
     return load_listing(region, "properties", PROPERTIES, lambda c: (property_row(region, r) for r in c.properties()),
-                        breezeway, warehouse, run_id)
+                        breezeway, warehouse, run_id, cascade=mark_children_deleted)
 
 
 def load_people(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
@@ -210,15 +240,18 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
                       max_property_fetches: int, breezeway: BreezewayResource, warehouse: WarehouseResource,
                       run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
     store = warehouse.token_store()
+    now = clock.now()
     with warehouse.connection() as conn:
-        cursor, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations")
-    sync_type = choose_sync_type(settings.mode, cursor, last_full, clock.now(),
+        cursor, not_future, last_full, failed_last = _sync_state(conn, RESERVATIONS, region.code, "reservations", now)
+    sync_type = choose_sync_type(settings.mode, cursor, last_full, now,
                                  timedelta(days=settings.full_every_days), failed_last)
     params: dict[str, Any] = {"checkout_date_ge": history_start}  # explicit: never the API's default
-    since = None
+    since = future_cursor = None
     if sync_type == "incremental":
         assert cursor is not None
-        since = cursor - timedelta(hours=settings.overlap_hours)
+        since, future_cursor = window_start(cursor, timedelta(hours=settings.overlap_hours), now,
+                                            what=f"breezeway {region.code} reservations", not_future=not_future,
+                                            logger=log)
         params["updated_at_ge"] = since.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     seen: set[int] = set()
 
@@ -255,6 +288,7 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
         "region": region.code,
         "sync_type": sync_type,
         "updated_since": since.isoformat() if since else None,
+        "future_cursor_clamped": future_cursor,
         **sync.result.as_metadata(),
         **_call_metadata(client),
         "properties_fetched": fetched.processed,
@@ -269,17 +303,20 @@ def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway
                warehouse: WarehouseResource, run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
     now = clock.now()
     with warehouse.connection() as conn:
-        cursor, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks")
+        cursor, not_future, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks", now)
         property_ids = [r[0] for r in conn.execute(
             "SELECT id FROM raw_breezeway.properties WHERE region_code = %s AND deleted_at IS NULL ORDER BY id",
             (region.code,)).fetchall()]
     sync_type = choose_sync_type(settings.mode, cursor, last_full, now, timedelta(days=settings.full_every_days),
                                  failed_last)
     params: dict[str, Any] = {}
+    future_cursor = None
     if sync_type == "incremental":
         assert cursor is not None
+        since, future_cursor = window_start(cursor, timedelta(hours=settings.overlap_hours), now,
+                                            what=f"breezeway {region.code} tasks", not_future=not_future, logger=log)
         # day ranges "YYYY-MM-DD,YYYY-MM-DD" (inclusive): widened by a day each side for zone ambiguity
-        start = (cursor - timedelta(hours=settings.overlap_hours)).astimezone(timezone.utc).date() - timedelta(days=1)
+        start = since.astimezone(timezone.utc).date() - timedelta(days=1)
         params["updated_at"] = f"{start.isoformat()},{(now.date() + timedelta(days=1)).isoformat()}"
     failed: dict[int, str] = {}
     gone: list[int] = []
@@ -328,6 +365,7 @@ def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway
         "region": region.code,
         "sync_type": sync_type,
         "updated_range": params.get("updated_at"),
+        "future_cursor_clamped": future_cursor,
         "properties": len(property_ids),
         **sync.result.as_metadata(),
         **{f"{name}_rows": n for name, n in child_counts.items()},

@@ -100,7 +100,7 @@ def pull_report_day(
     return ScopeResult(prop.id, day, sync_type, loaded, summary, calls())
 
 
-def _scope_metadata(result: ScopeResult, prop: Ga4Property) -> dict[str, Any]:
+def _scope_metadata(result: ScopeResult, prop: Ga4Property, tokens_per_day: int) -> dict[str, Any]:
     s = result.summary
     quota = QuotaState.from_json(s.quota)
     meta: dict[str, Any] = {
@@ -116,7 +116,8 @@ def _scope_metadata(result: ScopeResult, prop: Ga4Property) -> dict[str, Any]:
     }
     if quota is not None:
         meta["quota_tokens_per_day_remaining"] = quota.day_remaining
-        meta["quota_daily_share_left"] = round(quota.day_ratio_left, 4)
+        meta["quota_daily_share_left"] = round(quota.day_share_left(tokens_per_day), 4)
+        meta["quota_tokens_last_request"] = quota.day_consumed
         meta["quota_tokens_per_hour_remaining"] = quota.hour_remaining
     if s.time_zone and s.time_zone != prop.timezone:
         meta["time_zone_mismatch"] = f"GA4 says {s.time_zone}, adpipeline.yaml says {prop.timezone}"
@@ -191,9 +192,11 @@ def _run_metadata(report: Report, loaded: Sequence[ScopeResult], failed: dict[st
     if failed:
         metadata["errors"] = dg.MetadataValue.json(failed)
     if len(loaded) == 1:
-        metadata.update(_scope_metadata(loaded[0], properties[loaded[0].property_id]))
+        metadata.update(_scope_metadata(loaded[0], properties[loaded[0].property_id],
+                                        client.governor.policy.tokens_per_day))
     elif loaded:
         metadata["scopes"] = dg.MetadataValue.json(
-            {f"{r.property_id} {r.day}": _scope_metadata(r, properties[r.property_id]) for r in loaded})
+            {f"{r.property_id} {r.day}": _scope_metadata(r, properties[r.property_id], client.governor.policy.tokens_per_day)
+             for r in loaded})
         metadata["data_loss_from_other_row"] = any(r.summary.data_loss_from_other_row for r in loaded)
     return metadata

@@ -71,12 +71,14 @@ class Ga4Auth:
         *,
         name: str = "GA4_CREDENTIALS",
         store: TokenStore | None = None,
+        api: str | None = None,
         session: requests.Session | None = None,
         now: Callable[[], datetime] = clock.now,
     ) -> None:
         self.info = info
         self.name = name
         self.store = store
+        self.api = api  # the Data API the tokens are sent to: the store hands out only tokens stored for it
         self.session = session or requests.Session()
         self.now = now
         self._token: str | None = None
@@ -109,7 +111,7 @@ class Ga4Auth:
         if self.store is None:
             self._token, self._expires_at = self._mint()
             return
-        with self.store.locked(PLATFORM, self.name) as (current, save):
+        with self.store.locked(PLATFORM, self.name, self.api) as (current, save):
             fingerprint = self.store.keyring.fingerprint(json.dumps(self.info, sort_keys=True))
             now = self.now()
             same = current.env_fingerprint == fingerprint

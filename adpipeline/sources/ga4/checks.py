@@ -54,8 +54,10 @@ def last_pacific_midnight(now: datetime) -> datetime:
 
 
 def evaluate_quota_headroom(readings: dict[str, QuotaReading], *, scopes: Sequence[str], now: datetime,
+                            tokens_per_day: int = 200_000,
                             threshold: T.Threshold = T.GA4_QUOTA_HEADROOM) -> Evaluation:
-    """Share of each property's daily tokens left at its latest reading; a reading from before the last
+    """Share of each property's daily tokens left at its latest reading: remaining / the daily limit
+    (`consumed` is what that one request cost, not a running total); a reading from before the last
     midnight Pacific no longer counts (the daily quota has reset since)."""
     reset = last_pacific_midnight(now)
     severity, per_scope, low = None, {}, []
@@ -68,11 +70,11 @@ def evaluate_quota_headroom(readings: dict[str, QuotaReading], *, scopes: Sequen
             per_scope[scope] = {"state": "daily quota reset since the last reading",
                                 "observed_at": reading.observed_at.isoformat()}
             continue
-        total = reading.consumed + reading.remaining
-        share = reading.remaining / total if total else 1.0
+        total = tokens_per_day
+        share = min(1.0, reading.remaining / total)
         level = threshold.severity(share)
         per_scope[scope] = {"share_left": round(share, 4), "tokens_remaining": reading.remaining,
-                            "tokens_consumed": reading.consumed, "observed_at": reading.observed_at.isoformat()}
+                            "tokens_last_request": reading.consumed, "tokens_per_day": total, "observed_at": reading.observed_at.isoformat()}
         if level:
             severity = level
             low.append(f"{scope} has {share:.1%} of its daily tokens left ({reading.remaining} of {total})")
@@ -145,6 +147,7 @@ def build_checks(config: SourcesConfig, reports: Sequence[Report], *, clock=None
         first, "quota_headroom",
         f"WARN when a property has less than {T.GA4_QUOTA_HEADROOM.warn:.0%} of its daily GA4 tokens left "
         "(latest propertyQuota reading; the quota resets at midnight Pacific).",
-        lambda conn, now: evaluate_quota_headroom(latest_quota(conn), scopes=scopes, now=now), **extra))
+        lambda conn, now: evaluate_quota_headroom(latest_quota(conn), scopes=scopes, now=now,
+                                                  tokens_per_day=config.ga4.tokens_per_day), **extra))
     checks.append(token_health_check(first, platform=PLATFORM, scopes=[config.ga4.credentials_env], **extra))
     return checks

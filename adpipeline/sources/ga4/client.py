@@ -2,7 +2,8 @@
 
 - auth: a Bearer token from `Ga4Auth` before every attempt; a 401 drops the token and retries once
   (another process may have held a token the API no longer accepts);
-- quota: every response's `propertyQuota` feeds a `QuotaGovernor` that slows down before exhaustion
+- quota: every response's `propertyQuota` (`consumed`: what THAT request cost; `remaining`: what is left of
+  the window, per Google's QuotaStatus) feeds a `QuotaGovernor` that slows down before exhaustion
   (spreads the hour's remaining tokens over the rest of the hour, waits for the next hour when they are
   gone, stops before the day's are) instead of waiting for 429s;
 - 429 RESOURCE_EXHAUSTED is classified by kind: concurrent requests -> a short wait; tokens per hour,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +27,7 @@ import requests
 
 from adpipeline import clock
 from adpipeline.http import ApiClient, ApiError, ErrorKind, OffsetPaging, RequestSpec, RetryPolicy
+from adpipeline.monitoring import thresholds as T
 from adpipeline.sources.ga4.auth import Ga4Auth
 
 DEFAULT_BASE_URL = "https://analyticsdata.googleapis.com"
@@ -61,16 +64,24 @@ class QuotaKind(enum.Enum):
         return None
 
 
+STANDARD_TOKENS_PER_DAY, STANDARD_TOKENS_PER_HOUR = 200_000, 40_000  # GA360: 2,000,000 and 400,000
+
+
 @dataclass(frozen=True)
 class QuotaPolicy:
     slow_below: float = 0.25  # pace requests once less than this share of the hour's tokens is left
+    tokens_per_day: int = STANDARD_TOKENS_PER_DAY  # the property's limits (propertyQuota reports no limit)
+    tokens_per_hour: int = STANDARD_TOKENS_PER_HOUR
+    # below this share of the day's tokens left (the quota_headroom check's WARN), requests are spread over
+    # what is left of the day (until midnight Pacific)
+    slow_below_day: float = T.GA4_QUOTA_HEADROOM.warn
     concurrent_wait: float = 2.0  # seconds before retrying after "Exhausted concurrent requests quota."
     max_wait: float = 3660.0  # the longest one quota wait inside a run: an hour's reset, not a day's
 
 
 @dataclass(frozen=True)
 class QuotaState:
-    """One `propertyQuota` reading."""
+    """One `propertyQuota` reading: `*_consumed` is what the request cost, `*_remaining` what is left."""
 
     day_consumed: int
     day_remaining: int
@@ -86,10 +97,13 @@ class QuotaState:
         except (KeyError, TypeError, ValueError):
             return None
 
-    @property
-    def day_ratio_left(self) -> float:
-        total = self.day_consumed + self.day_remaining
-        return self.day_remaining / total if total else 1.0
+    def day_share_left(self, tokens_per_day: int = STANDARD_TOKENS_PER_DAY) -> float:
+        """The share of the day's tokens left: remaining / the property's daily limit (not consumed +
+        remaining: consumed is one request's cost)."""
+        return min(1.0, self.day_remaining / tokens_per_day) if tokens_per_day > 0 else 1.0
+
+
+RECENT_COSTS = 5  # the next request's cost is estimated as the most any of the last few cost
 
 
 @dataclass
@@ -101,16 +115,17 @@ class QuotaGovernor:
     sleep: Callable[[float], None]
     log: Any
     readings: dict[str, QuotaState] = field(default_factory=dict)
-    costs: dict[str, int] = field(default_factory=dict)  # tokens one request costs, from consumption deltas
+    costs: dict[str, int] = field(default_factory=dict)  # tokens a request costs: the most of the recent ones
+    recent: dict[str, deque[int]] = field(default_factory=dict)
     waits: list[tuple[str, float]] = field(default_factory=list)  # (reason, seconds) of every wait
 
     def observe(self, property_id: str, quota: dict[str, Any] | None) -> None:
         reading = QuotaState.from_json(quota)
         if reading is None:
             return
-        previous = self.readings.get(property_id)
-        if previous is not None and reading.day_consumed > previous.day_consumed:
-            self.costs[property_id] = max(self.costs.get(property_id, 1), reading.day_consumed - previous.day_consumed)
+        recent = self.recent.setdefault(property_id, deque(maxlen=RECENT_COSTS))
+        recent.append(max(reading.day_consumed, reading.hour_consumed))  # what this request cost
+        self.costs[property_id] = max(1, *recent)
         self.readings[property_id] = reading
 
     def before_request(self, property_id: str) -> None:
@@ -123,7 +138,7 @@ class QuotaGovernor:
                        f"daily property tokens nearly exhausted ({reading.day_remaining} left, a request costs "
                        f"~{cost}); the quota resets at midnight Pacific")
             return
-        hour_total = reading.hour_consumed + reading.hour_remaining
+        hour_total = self.policy.tokens_per_hour
         if reading.hour_remaining < cost:
             self._wait(property_id, "hourly", seconds_to_next_hour(now) + 1,
                        f"hourly property tokens nearly exhausted ({reading.hour_remaining} left)")
@@ -133,6 +148,13 @@ class QuotaGovernor:
             self.waits.append(("pace", pace))
             self.log.info("ga4 properties/%s: %d of %d hourly tokens left; pacing requests %.1fs apart",
                           property_id, reading.hour_remaining, hour_total, pace)
+            self.sleep(pace)
+        elif reading.day_remaining < self.policy.slow_below_day * self.policy.tokens_per_day:
+            pace = seconds_to_pacific_midnight(now) * cost / reading.day_remaining
+            self.waits.append(("pace_daily", pace))
+            self.log.warning("ga4 properties/%s: %.1f%% of the day's %d tokens left; pacing requests %.1fs apart "
+                             "until midnight Pacific", property_id, 100 * reading.day_share_left(self.policy.tokens_per_day),
+                             self.policy.tokens_per_day, pace)
             self.sleep(pace)
 
     def _wait(self, property_id: str, kind: str, seconds: float, reason: str) -> None:

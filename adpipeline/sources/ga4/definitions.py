@@ -28,6 +28,8 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
             "ga4": Ga4Resource(
                 credentials=dg.EnvVar(config.ga4.credentials_env),
                 credentials_name=config.ga4.credentials_env,
+                tokens_per_day=config.ga4.tokens_per_day,
+                tokens_per_hour=config.ga4.tokens_per_hour,
             )
         },
     )

@@ -20,6 +20,7 @@ from adpipeline import clock
 from adpipeline.config import MetaAccount, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
 from adpipeline.http import ApiError, ErrorKind, redact
+from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.sources.meta import tables
 from adpipeline.sources.meta.client import (
     ACCOUNT_TOTALS_FIELDS,
@@ -142,7 +143,7 @@ def build_assets(config: SourcesConfig, partitions: dg.PartitionsDefinition) -> 
     return [
         _ad_accounts_asset(accounts),
         *(_hierarchy_asset(edge, accounts) for edge in ("campaigns", "adsets", "ads")),
-        _insights_asset(accounts, partitions),
+        _insights_asset(accounts, partitions, {a.id: config.meta.purchase_types(a) for a in accounts}),
     ]
 
 
@@ -198,7 +199,7 @@ def _hierarchy_asset(edge: str, accounts: Sequence[MetaAccount]) -> dg.AssetsDef
             scopes = Scopes(context, warehouse, client, edge)
             for account in accounts:
                 def body(sync: Sync, account: MetaAccount = account) -> None:
-                    since = None if config.full_refresh else _newest_update(sync, table, account.id)
+                    since = None if config.full_refresh else _newest_update(sync, table, account.id, context.log)
                     rows = client.entities(account.id, edge, updated_since=since, scope=f"{account.id} {edge}")
                     sync.load(table, (entity_record(edge, row) for row in rows))
 
@@ -210,23 +211,32 @@ def _hierarchy_asset(edge: str, accounts: Sequence[MetaAccount]) -> dg.AssetsDef
     return hierarchy
 
 
-def _newest_update(sync: Sync, table: tables.Table, account_id: str) -> datetime | None:
-    newest = sync.conn.execute(f"SELECT max(updated_time) FROM {table.qualified} WHERE account_id = %s",
-                               (account_id,)).fetchone()[0]
-    return newest - INCREMENTAL_OVERLAP if newest else None
+def _newest_update(sync: Sync, table: tables.Table, account_id: str, log: Any = None) -> datetime | None:
+    now = clock.now()
+    newest, not_future = sync.conn.execute(
+        f"SELECT {NEWEST.format('updated_time')} FROM {table.qualified} WHERE account_id = %s",
+        (now, account_id)).fetchone()
+    if newest is None:
+        return None
+    since, _ = window_start(newest, INCREMENTAL_OVERLAP, now, what=f"meta {table.name} {account_id}",
+                            not_future=not_future, logger=log)
+    return since
 
 
 # ---- insights ---------------------------------------------------------------------------------------------
 
 
-def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDefinition,
+                    purchase_types: dict[str, tuple[str, ...]]) -> dg.AssetsDefinition:
     # after meta/ads in the graph: insights rows name ads (the ads_known check), though they never wait for them
     common = {"group_name": GROUP, "kinds": KINDS, "owners": [OWNER], "code_version": "1", "deps": [ADS]}
     specs = [
         dg.AssetSpec(ADS_INSIGHTS, description=(
             "Meta insights per ad and day (level=ad, time_increment=1) in each ad account's own time zone: spend, "
             "impressions, clicks, reach, conversions and purchase value per attribution window (1d_click, "
-            "7d_click, 28d_click, 1d_view), currency. Each (account, day) is replaced whole on every pull, so "
+            "7d_click, 28d_click, 1d_view), currency. Conversions are the first purchase action type present from "
+            "the account's ordered list (meta.purchase_action_types in adpipeline.yaml; never a sum of the "
+            "overlapping types), named in conversion_action_type. Each (account, day) is replaced whole on every pull, so "
             "restated conversions converge and rows Meta drops disappear."), **common),
         dg.AssetSpec(ACCOUNT_INSIGHTS, description=(
             "Meta insights per ad account and day (level=account): the totals meta/ads_insights is reconciled "
@@ -261,7 +271,7 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                         scopes.skip(label, f"{account.id} failed earlier in this run ({kind})")
                         continue
                     loaded: dict[str, LoadResult] = {}
-                    stream = ScopeStream(account.id, first, pieces)
+                    stream = ScopeStream(account.id, first, pieces, purchase_types[account.id])
 
                     def body(sync: Sync, account: MetaAccount = account, day: date = day,
                              stream: ScopeStream = stream, loaded: dict[str, LoadResult] = loaded) -> None:
@@ -334,8 +344,9 @@ class ScopeStream:
     """The pieces of one (account, day), read from the shared reader as the loader asks for them, parsed
     into records on the way."""
 
-    def __init__(self, account: str, first: Piece, pieces: Iterator[Piece]) -> None:
+    def __init__(self, account: str, first: Piece, pieces: Iterator[Piece], purchase_types: tuple[str, ...]) -> None:
         self.account = account
+        self.purchase_types = purchase_types
         self._pending: Piece | None = first
         self._pieces = pieces
         self._done = False
@@ -350,12 +361,12 @@ class ScopeStream:
         return piece
 
     def totals(self) -> list[dict[str, Any]]:
-        return [account_insights_record(row, self.account) for row in self._next().rows]
+        return [account_insights_record(row, self.account, self.purchase_types) for row in self._next().rows]
 
     def rows(self) -> Iterator[dict[str, Any]]:
         while (piece := self._next()).kind != "end":
             for row in piece.rows:
-                yield insights_record(row, self.account)
+                yield insights_record(row, self.account, self.purchase_types)
 
     def drain(self) -> None:
         while not self._done:

@@ -31,7 +31,7 @@ from adpipeline.monitoring.checks import Evaluation, build_check, meta_style_tok
 from adpipeline.sources.meta.client import MetaClient
 from adpipeline.sources.meta.resources import TOKEN_PLATFORM, TOKEN_SCOPE, MetaResource
 from adpipeline.warehouse.resource import WarehouseResource
-from adpipeline.warehouse.tokens import Token, TokenStore, token_states
+from adpipeline.warehouse.tokens import Token, TokenStore, api_origin, token_states
 
 ACCESS_TOKEN = dg.AssetKey(["meta", "access_token"])
 # extraction needs one of the ads permissions; the business accounts need business_management
@@ -171,8 +171,9 @@ class Outcome:
 
 def maintain(store: TokenStore, auth: MetaAuth, now: datetime, env_value: str | None = None) -> Outcome:
     """One pass of the token job: inspect, exchange when due and possible, record. Under the row lock."""
-    store.seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value)
-    with store.locked(TOKEN_PLATFORM, TOKEN_SCOPE) as (token, save):
+    api = api_origin(auth.graph_url)  # the token store hands out only this API's token
+    store.seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value, api=api)
+    with store.locked(TOKEN_PLATFORM, TOKEN_SCOPE, api) as (token, save):
         if not token.access_token:
             token = replace(token, status="invalid", last_checked_at=now,
                             last_error=f"no Meta access token stored: run `{RECOVERY_COMMAND}`")
@@ -215,7 +216,7 @@ def exchange_and_store(store: TokenStore, auth: MetaAuth, short_lived: str, now:
     register_secret(short_lived)
     new = auth.exchange(short_lived)
     info = auth.debug(new)
-    with store.locked(TOKEN_PLATFORM, TOKEN_SCOPE) as (token, save):
+    with store.locked(TOKEN_PLATFORM, TOKEN_SCOPE, api_origin(auth.graph_url)) as (token, save):
         fingerprint = token.env_fingerprint
         if env_value and not fingerprint:  # the environment's (old) token must not override this one
             fingerprint = store.keyring.fingerprint(env_value)

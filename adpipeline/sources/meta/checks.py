@@ -8,6 +8,8 @@ loaded, so they need no clock and re-evaluate the same data the same way:
                   blocking: marts must not get wrong money)
   ads known       every insights row's ad is in meta/ads (WARN: new ads can arrive between hierarchy runs)
   spend >= 0      (ERROR, blocking)
+  purchases mapped  purchase-like actions arrived but none of the account's purchase action types is among
+                  them, so conversions load as 0 (WARN: a config fix, meta.purchase_action_types)
 """
 
 from __future__ import annotations
@@ -169,6 +171,34 @@ def evaluate_spend_non_negative(conn: psycopg.Connection, days: int) -> Evaluati
     return Evaluation(None, "meta/ads_insights: no negative spend", metadata)
 
 
+def evaluate_purchases_mapped(conn: psycopg.Connection, days: int) -> Evaluation:
+    since = _recent_since(conn, days)
+    if since is None:
+        return Evaluation(None, "meta/ads_insights: no insights loaded yet")
+    # account-day totals hold the same actions as their ad rows, in one row per day
+    unmapped = conn.execute(
+        "SELECT i.account_id, a->>'action_type', count(DISTINCT i.date), min(i.date), max(i.date)"
+        " FROM raw_meta.account_insights i, jsonb_array_elements(coalesce(i.payload->'actions', '[]')) a"
+        " WHERE i.date >= %s AND i.conversion_action_type IS NULL AND a->>'action_type' ILIKE '%%purchase%%'"
+        " GROUP BY 1, 2 ORDER BY 1, 2", (since,),
+    ).fetchall()
+    found: dict[str, dict] = {}
+    for account, action_type, n_days, first, last in unmapped:
+        entry = found.setdefault(account, {"action_types": [], "days": 0, "first_day": str(first), "last_day": str(last)})
+        entry["action_types"].append(action_type)
+        entry["days"] = max(entry["days"], n_days)
+    metadata = {"since": since.isoformat(), "accounts_unmapped": len(found),
+                "unmapped": dg.MetadataValue.json(found)}
+    if found:
+        sample = "; ".join(f"{a} reports {', '.join(e['action_types'])} on {e['days']} day(s)"
+                           for a, e in list(found.items())[:3])
+        return Evaluation("WARN", f"meta/ads_insights: purchase-like actions arrived but none is mapped, so their "
+                                  f"conversions and purchase value load as 0: {sample}. Add the type to "
+                                  "meta.purchase_action_types (or the account's own list) in adpipeline.yaml and "
+                                  "rerun the days.", metadata)
+    return Evaluation(None, "meta/ads_insights: every purchase-like action is mapped to conversions", metadata)
+
+
 def _data_check(name: str, description: str, evaluate: Callable[[psycopg.Connection, datetime], Evaluation],
                 *, blocking: bool, clock: Callable[[], datetime], scheduled: bool = False) -> dg.AssetChecksDefinition:
     return build_check(ADS_INSIGHTS, name, description, evaluate, clock=clock, blocking=blocking, scheduled=scheduled)
@@ -196,6 +226,9 @@ def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipel
         _data_check("ads_known", "Every insights row's ad is known to meta/ads (WARN: new ads may arrive between "
                     "hourly hierarchy runs).", lambda conn, now: evaluate_ads_known(conn, days), blocking=False,
                     clock=clock),
+        _data_check("purchases_mapped", "Purchase-like actions are read as conversions: WARN when an account-day "
+                    "reports purchase action types none of which is in its purchase_action_types (adpipeline.yaml).",
+                    lambda conn, now: evaluate_purchases_mapped(conn, days), blocking=False, clock=clock),
         _data_check("spend_non_negative", "No negative spend at ad or account level. Blocks downstream models.",
                     lambda conn, now: evaluate_spend_non_negative(conn, days), blocking=True, clock=clock),
     ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
@@ -28,15 +28,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from psycopg.types.json import Jsonb
 
+from adpipeline.config import DEFAULT_PURCHASE_ACTION_TYPES
 from adpipeline.http import ApiClient, ApiError, ErrorKind, RequestSpec, fastjson, parse_retry_after, register_secret
+from adpipeline.warehouse.tokens import api_origin as _origin
 
 
 log = logging.getLogger(__name__)
 
 ATTRIBUTION_WINDOWS = ("1d_click", "7d_click", "28d_click", "1d_view")
-# One definition of a conversion: Meta's `purchase` action. It also reports the same purchases as
-# `omni_purchase` and `offsite_conversion.fb_pixel_purchase`; summing action types double-counts.
-CONVERSION_ACTION = "purchase"
+# A conversion is a purchase, which Meta reports under overlapping action types (`omni_purchase`, `purchase`,
+# `offsite_conversion.fb_pixel_purchase`...): the first type present from an ordered preference list (config,
+# per account) is the row's conversions; summing types double-counts.
+PURCHASE_ACTION_TYPES = DEFAULT_PURCHASE_ACTION_TYPES
 INSIGHTS_FIELDS = (
     "account_id", "account_currency", "campaign_id", "adset_id", "ad_id", "date_start", "date_stop",
     "spend", "impressions", "clicks", "reach", "actions", "action_values",
@@ -170,14 +173,28 @@ class MetaClient(ApiClient):
         self.throttle_seconds = 0.0
         self.page_shrinks = 0
         self.async_jobs = 0
+        # called with the AUTH error when Meta refuses the token (the resource marks it in the token store)
+        self.on_auth_rejected: Callable[[ApiError], None] | None = None
 
     # ---- hooks -------------------------------------------------------------------------------------
 
     def prepare(self, spec: RequestSpec) -> RequestSpec:
         if spec.params is None and _ABSOLUTE(spec.url):
-            # a `paging.next` URL repeats every parameter, including the token it was issued with
+            # a `paging.next` URL repeats every parameter, including the token it was issued with; the token
+            # only ever goes to the host it belongs to, whatever URL an answer names
+            if _origin(spec.url) != _origin(self.base_url):
+                raise ApiError(ErrorKind.BAD_PAYLOAD, f"a paging URL points at another host ({_origin(spec.url)}); "
+                               "the token is not sent there", source=self.source)
             return spec.replace(url=_with_query(spec.url, access_token=self._token))
         return spec.replace(params={**(spec.params or {}), "access_token": self._token})
+
+    def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
+        try:
+            return super()._send(spec, scope, parse_json)
+        except ApiError as error:
+            if error.kind is ErrorKind.AUTH and self.on_auth_rejected is not None:
+                self.on_auth_rejected(error)
+            raise
 
     def classify(self, response: requests.Response) -> ApiError | None:
         status = response.status_code
@@ -391,17 +408,23 @@ _ZERO = Decimal(0)
 _WINDOW_COLUMNS = tuple((w, f"conversions_{w}", f"purchase_value_{w}") for w in ATTRIBUTION_WINDOWS)
 
 
-def _action(entries: list[dict[str, Any]] | None) -> dict[str, Any]:
-    """The entry of the conversion action; Meta leaves out actions (and windows) with nothing in them."""
-    for entry in entries or ():
-        if entry.get("action_type") == CONVERSION_ACTION:
-            return entry
-    return {}
+def _action(entries: list[dict[str, Any]] | None, types: tuple[str, ...]) -> tuple[str | None, dict[str, Any]]:
+    """(type, entry) of the first of `types` present; Meta leaves out actions (and windows) with nothing in them."""
+    if not entries:
+        return None, {}
+    found = {entry.get("action_type"): entry for entry in entries}
+    for action_type in types:
+        if action_type in found:
+            return action_type, found[action_type]
+    return None, {}
 
 
-def _measures(row: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+def _measures(row: dict[str, Any], out: dict[str, Any], types: tuple[str, ...]) -> dict[str, Any]:
     """Add the row's money and counts to `out` (typed; conversions per attribution window)."""
-    conversions, values = _action(row.get("actions")), _action(row.get("action_values"))
+    action_type, conversions = _action(row.get("actions"), types)
+    value_type, values = _action(row.get("action_values"), types)
+    # the type the row's conversions were read from (NULL: none of the preferred types was present)
+    out["conversion_action_type"] = action_type or value_type
     out["currency"] = row.get("account_currency")
     out["spend"] = _dec(row.get("spend"))
     out["impressions"] = _count(row.get("impressions"))
@@ -421,7 +444,8 @@ def _day(text: str) -> date:
     return date.fromisoformat(text)
 
 
-def insights_record(row: dict[str, Any], account: str) -> dict[str, Any]:
+def insights_record(row: dict[str, Any], account: str,
+                    purchase_types: tuple[str, ...] = PURCHASE_ACTION_TYPES) -> dict[str, Any]:
     """A level=ad daily row -> a raw_meta.ads_insights record (the row itself kept as payload)."""
     return _measures(row, {
         "account_id": account,
@@ -429,12 +453,13 @@ def insights_record(row: dict[str, Any], account: str) -> dict[str, Any]:
         "ad_id": row.get("ad_id"),
         "adset_id": row.get("adset_id"),
         "campaign_id": row.get("campaign_id"),
-    })
+    }, purchase_types)
 
 
-def account_insights_record(row: dict[str, Any], account: str) -> dict[str, Any]:
+def account_insights_record(row: dict[str, Any], account: str,
+                            purchase_types: tuple[str, ...] = PURCHASE_ACTION_TYPES) -> dict[str, Any]:
     """A level=account daily row -> a raw_meta.account_insights record."""
-    return _measures(row, {"account_id": account, "date": _day(row["date_start"])})
+    return _measures(row, {"account_id": account, "date": _day(row["date_start"])}, purchase_types)
 
 
 def entity_record(edge: str, row: dict[str, Any]) -> dict[str, Any]:

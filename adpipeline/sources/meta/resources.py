@@ -7,9 +7,10 @@ from typing import Any
 
 import dagster as dg
 
-from adpipeline.http import ApiError, ErrorKind, RetryPolicy
+from adpipeline.http import ApiError, ErrorKind, RetryPolicy, redact
 from adpipeline.sources.meta.client import MetaClient
 from adpipeline.warehouse.resource import WarehouseResource
+from adpipeline.warehouse.tokens import api_origin
 
 GRAPH_URL_ENV = "META_GRAPH_URL"
 TOKEN_PLATFORM, TOKEN_SCOPE = "meta", "default"
@@ -36,12 +37,16 @@ class MetaResource(dg.ConfigurableResource):
         return (self.graph_url or os.environ.get(GRAPH_URL_ENV)
                 or f"https://graph.facebook.com/{self.api_version}").rstrip("/")
 
+    def api(self) -> str:
+        """The API the token belongs to: the store hands out a token only for the host that issued it."""
+        return api_origin(self.base_url())
+
     def access_token(self, warehouse: WarehouseResource) -> str:
         env_value = dg.EnvVar(self.access_token_env).get_value()
-        token = warehouse.token_store().seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value)
+        token = warehouse.token_store().seed_from_environment(TOKEN_PLATFORM, TOKEN_SCOPE, env_value, api=self.api())
         if token is None or not token.access_token:
-            raise ApiError(ErrorKind.AUTH, f"no Meta access token: set {self.access_token_env} (or store one with "
-                           "`adpipeline tokens exchange meta -`)", source="meta")
+            raise ApiError(ErrorKind.AUTH, f"no Meta access token for {self.api()}: set {self.access_token_env} (or "
+                           "store one with `adpipeline tokens exchange meta -`)", source="meta")
         if token.status in ("expired", "invalid"):
             raise ApiError(ErrorKind.AUTH, f"Meta token {token.status}: manual re-authentication required.",
                            source="meta")
@@ -55,4 +60,15 @@ class MetaResource(dg.ConfigurableResource):
                                  max_total_seconds=self.max_wait_seconds),
             **overrides,
         }
-        return MetaClient(self.base_url(), self.access_token(warehouse), **options)
+        token = self.access_token(warehouse)
+        client = MetaClient(self.base_url(), token, **options)
+        client.on_auth_rejected = lambda error: self.rejected(warehouse, token, error)
+        return client
+
+    def rejected(self, warehouse: WarehouseResource, token: str, error: ApiError) -> None:
+        """Meta refused the token (190, 102...): the store says so at once, so `adpipeline tokens status`,
+        the token checks and their alerts agree with the failing run (not only after the next token job)."""
+        status = "expired" if str(error.subcode) == "463" else "invalid"
+        warehouse.token_store().mark_rejected(TOKEN_PLATFORM, TOKEN_SCOPE, token, status=status, api=self.api(),
+                                              error=f"rejected by the Graph API (code {error.code}, subcode "
+                                                    f"{error.subcode}): {redact(error.message)}")

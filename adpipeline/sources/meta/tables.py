@@ -10,10 +10,12 @@ SCHEMA = "raw_meta"
 _STATUS = {"status": "text", "configured_status": "text", "effective_status": "text"}
 _TIMES = {"created_time": "timestamptz", "updated_time": "timestamptz"}
 
-# Money and counts are numeric beside their currency; conversions per attribution window of the one
-# conversion action (`purchase`), `conversions` / `purchase_value` being Meta's default attribution.
+# Money and counts are numeric beside their currency; conversions per attribution window of the purchase
+# action type chosen for the row (`conversion_action_type`: the first present from the account's preference
+# list, 0009_meta_conversion_action_type.sql), `conversions` / `purchase_value` being Meta's default attribution.
 _MEASURES = {
     "currency": "text",
+    "conversion_action_type": "text",
     "spend": "numeric",
     "impressions": "bigint",
     "clicks": "bigint",
