@@ -221,7 +221,8 @@ def run_demo(keep_warehouse: bool = False) -> int:
 
         timings.add("set-up: warehouse, migrations, sandbox, code location", time.monotonic() - started)
         log_file = stack.dagster_home / "demo-events.log"
-        logging.getLogger("dagster").setLevel(logging.WARNING)  # dagster-dbt's INFO lines: in the log file
+        for name in ("dagster", "dagster.builtin"):  # dagster-dbt's INFO lines (its command lines) stay off the console
+            logging.getLogger(name).setLevel(logging.WARNING)
         log.info("Dagster events of the demo's runs: %s (and in the instance: `adpipeline dev`)", log_file)
         with dg.DagsterInstance.get() as instance:
             summary = run_everything(defs, instance, log_file=log_file, timings=timings)

@@ -52,6 +52,7 @@ def test_demo_runs_everything_and_lands_rows(server_home, monkeypatch):
         assert batches and [int(i) for i, _ in batches] == list(range(1, int(batches[0][1]) + 1)), demo.stderr[-3000:]
         assert re.search(r"checks \(\d+, once after every batch\): ok in", demo.stderr)
         assert " DEBUG " not in output and "did not pass" not in output and "STEP_SUCCESS" not in output
+        assert "Running dbt command" not in demo.stderr.split("Dagster events of the demo's runs")[-1]
         assert re.search(r"^total\s+[\d.]+$", summary, re.M)  # the timing table closes with the total
         events = (server_home / "home" / "dagster_home" / "demo-events.log").read_text()
         assert "STEP_SUCCESS" in events and "Running with dbt=" in events
