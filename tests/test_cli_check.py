@@ -31,6 +31,8 @@ def env(dagster_env, warehouse_url, sandbox, monkeypatch):  # noqa: F811
     """The CLI's environment (restored afterwards: the CLI exports its own); the sandbox's clock is the pipeline's."""
     for name, value in {**dagster_env, "ADPIPELINE_WAREHOUSE_URL": warehouse_url}.items():
         monkeypatch.setenv(name, value)
+    with env_conn() as conn:  # an open alert left by an earlier test would absorb this test's (one per key)
+        conn.execute("DELETE FROM ops.alerts WHERE dedupe_key LIKE %s", (f"check:{TOKEN}:%",))
     yield sandbox
 
 
