@@ -278,6 +278,7 @@ def test_canary_secret_never_reaches_logs_or_exceptions(
     sandbox: SandboxProcess, fake_time: FakeTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")  # the CLI's logging set-up (run in-process elsewhere) quiets it
     register_secret(CANARY)
     client = make_client(sandbox, fake_time, max_attempts=2)
     auth = {"Authorization": f"Bearer {CANARY}"}
