@@ -154,6 +154,10 @@ class ApiClient:
         (sources with refreshable tokens); False keeps the AUTH error final."""
         return False
 
+    def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
+        """Called once when `spec` ends in an AUTH error that is final (after any `token_rejected` retry), before
+        it is raised: sources mark their stored token refused at once, so status, checks and alerts agree."""
+
     def error_details(self, response: requests.Response) -> tuple[str, int | str | None, int | str | None]:
         """(message, code, subcode) from an error body: JSON `error{message,code,error_subcode}`,
         `error`+`error_description`, `message`, else a snippet of the text."""
@@ -279,6 +283,14 @@ class ApiClient:
     # ---- the retry loop ----------------------------------------------------------------------
 
     def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
+        try:
+            return self._attempts(spec, scope, parse_json)
+        except ApiError as error:
+            if error.kind is ErrorKind.AUTH:
+                self.auth_refused(spec, error)
+            raise
+
+    def _attempts(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
         started = self.clock()
         attempt = 0
         reauthenticated = False

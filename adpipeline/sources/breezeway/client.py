@@ -72,15 +72,10 @@ class BreezewayClient(ApiClient):
         self.reauthentications += 1
         return True
 
-    def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
-        try:
-            return super()._send(spec, scope, parse_json)
-        except ApiError as error:
-            if (error.kind is ErrorKind.AUTH and error.status == 401 and self.auth is not None
-                    and not spec.url.startswith("/public/auth/")):
-                # a 401 after a new token too: no refresh fixes it; the store says so at once
-                self.auth.refused(getattr(self._local, "token", None), error)
-            raise
+    def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
+        if error.status == 401 and self.auth is not None and not spec.url.startswith("/public/auth/"):
+            # a 401 after a new token too: no refresh fixes it; the store says so at once
+            self.auth.refused(getattr(self._local, "token", None), error)
 
     # ---- calls ---------------------------------------------------------------------------------
 

@@ -188,13 +188,9 @@ class MetaClient(ApiClient):
             return spec.replace(url=_with_query(spec.url, access_token=self._token))
         return spec.replace(params={**(spec.params or {}), "access_token": self._token})
 
-    def _send(self, spec: RequestSpec, scope: str | None, parse_json: bool) -> tuple[requests.Response, Any]:
-        try:
-            return super()._send(spec, scope, parse_json)
-        except ApiError as error:
-            if error.kind is ErrorKind.AUTH and self.on_auth_rejected is not None:
-                self.on_auth_rejected(error)
-            raise
+    def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
+        if self.on_auth_rejected is not None:
+            self.on_auth_rejected(error)
 
     def classify(self, response: requests.Response) -> ApiError | None:
         status = response.status_code
