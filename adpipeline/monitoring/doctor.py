@@ -63,11 +63,23 @@ def diagnose(load_defs: Callable[[], dg.Definitions], as_json: bool = False) -> 
     return report(findings, as_json)
 
 
+def failure_kind(exc: BaseException, stage: str) -> str:
+    """What a failure of a command reading the instance means for its exit code: "unreachable" (the
+    instance or warehouse cannot be reached), "config" (a config error, or the instance would not open), or
+    "bug"."""
+    if _caused_by(exc, CONNECTION_ERRORS):
+        return "unreachable"
+    if _caused_by(exc, (ConfigError, dg.DagsterInvalidConfigError, DagsterHomeNotSetError)) or stage == "open":
+        return "config"
+    return "bug"
+
+
 def _failed(exc: Exception, stage: str, as_json: bool) -> int:
     text = f"{type(exc).__name__}: {exc}"
-    if _caused_by(exc, CONNECTION_ERRORS):
+    kind = failure_kind(exc, stage)
+    if kind == "unreachable":
         return unreachable(f"cannot reach the Dagster instance: {text}", as_json)
-    if _caused_by(exc, (ConfigError, dg.DagsterInvalidConfigError, DagsterHomeNotSetError)) or stage == "open":
+    if kind == "config":
         subject = "sources config" if stage == "load" else "dagster instance"
         return _print_failure(EXIT_CONFIG, "config", subject, f"configuration error: {text}", as_json)
     print(redact(traceback.format_exc()), file=sys.stderr)

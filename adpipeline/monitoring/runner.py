@@ -27,11 +27,9 @@ from pathlib import Path
 
 import dagster as dg
 import psycopg
-from dagster._core.errors import DagsterHomeNotSetError
 
-from adpipeline.config import ConfigError
 from adpipeline.http.redact import redact
-from adpipeline.monitoring.doctor import CONNECTION_ERRORS, _caused_by
+from adpipeline.monitoring.doctor import failure_kind
 
 EXIT_PASS, EXIT_WARN, EXIT_ERROR, EXIT_UNREACHABLE, EXIT_CONFIG, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
 JOB_NAME = "adpipeline_check"
@@ -199,12 +197,13 @@ def run(load_defs: Callable[[], dg.Definitions], warehouse_url: str, *, select_t
 
 def _failed(exc: Exception, stage: str, as_json: bool) -> int:
     text = redact(f"{type(exc).__name__}: {exc}")
-    if _caused_by(exc, CONNECTION_ERRORS):
+    kind = failure_kind(exc, stage)
+    if kind == "unreachable":
         what = "warehouse" if stage == "warehouse" else "Dagster instance"
         return fail(EXIT_UNREACHABLE, f"cannot reach the {what}: {text}", as_json)
     if isinstance(exc, SelectionError):
         return fail(EXIT_CONFIG, str(exc), as_json)
-    if _caused_by(exc, (ConfigError, dg.DagsterInvalidConfigError, DagsterHomeNotSetError)) or stage == "open":
+    if kind == "config":
         return fail(EXIT_CONFIG, f"configuration error: {text}", as_json)
     print(redact(traceback.format_exc()), file=sys.stderr)
     return fail(EXIT_INTERNAL, f"adpipeline check failed on a bug, so the checks' results are unknown: {text}",
