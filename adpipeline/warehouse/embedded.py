@@ -140,8 +140,9 @@ class EmbeddedServer:
             if port is None:
                 port = self._start()
             self._require_password(port)
-            self._ensure_pipeline_role(port)
-            self._create_databases(port)
+            with self._connect(port) as admin:  # one superuser session for the role and the databases
+                self._ensure_pipeline_role(admin)
+                self._create_databases(admin, port)
         return self.dsn(port)
 
     def stop(self) -> bool:
@@ -230,38 +231,35 @@ class EmbeddedServer:
             raise WarehouseError(f"cannot connect to the embedded Postgres on port {port} (its password is in "
                                  f"{self.password_file}): {exc}") from None
 
-    def _ensure_pipeline_role(self, port: int) -> None:
+    def _ensure_pipeline_role(self, admin: psycopg.Connection) -> None:
         password = _secret_file(self.pipeline_password_file)
-        with self._connect(port) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PIPELINE_ROLE,)).fetchone()
-            verb = "ALTER" if exists else "CREATE"
-            try:
-                conn.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION "
-                                     "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(PIPELINE_ROLE), password))
-            except psycopg.errors.DuplicateObject:
-                pass  # another starter created it
+        exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PIPELINE_ROLE,)).fetchone()
+        verb = "ALTER" if exists else "CREATE"
+        try:
+            admin.execute(sql.SQL(verb + " ROLE {} LOGIN NOSUPERUSER CREATEDB NOCREATEROLE NOREPLICATION "
+                                  "NOBYPASSRLS PASSWORD {}").format(sql.Identifier(PIPELINE_ROLE), password))
+        except psycopg.errors.DuplicateObject:
+            pass  # another starter created it
 
-    def _create_databases(self, port: int) -> None:
-        with self._connect(port) as conn:
-            owners = dict(conn.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
-            for name in DATABASES:
-                if name not in owners:
-                    try:
-                        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                            sql.Identifier(name), sql.Identifier(PIPELINE_ROLE)))
-                    except psycopg.errors.DuplicateDatabase:
-                        pass  # another starter got there first
-                elif owners[name] != PIPELINE_ROLE:
-                    self._hand_over(port, name)
+    def _create_databases(self, admin: psycopg.Connection, port: int) -> None:
+        owners = dict(admin.execute("SELECT datname, pg_get_userbyid(datdba) FROM pg_database").fetchall())
+        for name in DATABASES:
+            if name not in owners:
+                try:
+                    admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                        sql.Identifier(name), sql.Identifier(PIPELINE_ROLE)))
+                except psycopg.errors.DuplicateDatabase:
+                    pass  # another starter got there first
+            elif owners[name] != PIPELINE_ROLE:
+                self._hand_over(admin, port, name)
 
-    def _hand_over(self, port: int, database: str) -> None:
+    def _hand_over(self, admin: psycopg.Connection, port: int, database: str) -> None:
         """A database made by an earlier version (owned by the superuser): the pipeline's role takes it over,
         with every schema, table, view, sequence, routine and type in it outside the system schemas."""
         log.info("embedded Postgres: database %s and its objects now belong to role %s (was: postgres)",
                  database, PIPELINE_ROLE)
-        with self._connect(port) as admin:
-            admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database),
-                                                                          sql.Identifier(PIPELINE_ROLE)))
+        admin.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database),
+                                                                      sql.Identifier(PIPELINE_ROLE)))
         with self._connect(port, database) as conn:
             conn.execute(_HAND_OVER.replace("{role}", PIPELINE_ROLE))
 
