@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from contextlib import nullcontext, redirect_stdout
+from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,15 +118,10 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, log_file:
     # one merge for all batch jobs: resolving the repository is the expensive part
     loggers = {"console": dg.colored_console_logger, "demo_file": demo_file_logger}
     with_jobs = dg.Definitions.merge(defs, dg.Definitions(jobs=[*jobs, checks_job], loggers=loggers))
-    run_config = quiet_run_config(log_file)
-    # what steps print (dbt's own log lines) goes to the log file too; the progress lines are on stderr
-    out = open(log_file, "a") if log_file is not None else None  # noqa: SIM115 - closed below
-    try:
-        with redirect_stdout(out) if out is not None else nullcontext():
-            _run_batches(with_jobs, instance, batches, deferred, run_config, summary, timings)
-    finally:
-        if out is not None:
-            out.close()
+    with ExitStack() as stack:
+        if log_file is not None:  # what steps print (dbt's own log lines) goes there too; progress is on stderr
+            stack.enter_context(redirect_stdout(stack.enter_context(open(log_file, "a"))))
+        _run_batches(with_jobs, instance, batches, deferred, quiet_run_config(log_file), summary, timings)
     return summary
 
 
