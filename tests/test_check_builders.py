@@ -16,6 +16,7 @@ from adpipeline.monitoring.checks import (
     evaluate_lateness,
     evaluate_refresh_attempt,
     evaluate_refresh_job_ran,
+    evaluate_source_freshness,
     evaluate_token_health,
     evaluate_token_lifetime,
     lateness_check,
@@ -173,3 +174,33 @@ def test_token_checks_read_only_non_secret_columns(warehouse_url, conn, monkeypa
     assert evaluations["token_lifetime"].severity == dg.AssetCheckSeverity.WARN and not evaluations["token_lifetime"].passed
     assert evaluations["token_data_access"].passed and evaluations["token_refresh_attempt"].passed
     assert not evaluations["token_job_ran"].passed and evaluations["token_job_ran"].severity == dg.AssetCheckSeverity.ERROR
+
+
+def freshness_of(newest: datetime | None, now: datetime, *, cron: str | None = HOURLY_QUIET,
+                 threshold: T.Threshold = T.HOURLY_FEED_LATENESS):
+    return evaluate_source_freshness(newest, cron=cron, timezone="America/Jamaica", threshold=threshold, now=now,
+                                     what="raw_meta.ads_insights")
+
+
+def test_source_freshness_is_the_age_of_the_newest_rows_without_the_quiet_hours():
+    # rows landed at 22:00, the last load of the day: nothing is due until 06:00, so the night is fresh
+    assert freshness_of(at(22), at(5, 59, day=24)).passed
+    # from the 06:00 tick the clock runs from one interval before it (05:00): 3 h at 08:00, 4 h 1 min at 09:01
+    assert freshness_of(at(22), at(8, day=24)).severity == "WARN"
+    late = freshness_of(at(22), at(9, 1, day=24))
+    assert late.severity == "ERROR" and late.metadata["age_hours"] == 4.02
+    assert "no new rows for 4.02 h (ERROR above 4.0 h)" in late.description
+    # in the active hours it is plain age, at the exact WARN boundary
+    assert freshness_of(at(10), at(12)).passed and freshness_of(at(10), at(12) + S).severity == "WARN"
+    # without a cadence (not one of our feeds) it is dbt's plain age
+    assert freshness_of(at(22), at(2, 1, day=24), cron=None).severity == "ERROR"
+
+
+def test_source_freshness_of_an_empty_table_a_daily_feed_and_rows_ahead_of_our_clock():
+    empty = freshness_of(None, at(12))
+    assert empty.severity == "ERROR" and "no rows loaded yet" in empty.description
+    daily = dict(cron="30 4 * * *", threshold=T.DAILY_FEED_LATENESS)  # ERROR only, like raw_breezeway.tasks
+    assert freshness_of(at(4, 30), at(5, 30, day=24), **daily).passed
+    assert freshness_of(at(4, 30), at(5, 31, day=24), **daily).severity == "ERROR"
+    # loaded_at is the server's clock; when it runs ahead of the pipeline's, the rows are fresh, not an error
+    assert freshness_of(at(13), at(12)).passed

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -262,7 +264,6 @@ def test_every_test_can_run_whenever_its_model_is_built(manifest: dict):
 
 
 def test_code_version_follows_the_sql_its_config_and_the_project_macros_it_calls(manifest: dict):
-    import copy
 
     from adpipeline.transform.assets import AdpipelineDbtTranslator
 
@@ -293,11 +294,14 @@ def test_source_freshness_mirrors_the_thresholds_table():
         return {k: v for k, v in (("warn_after", hours(threshold.warn)), ("error_after", hours(threshold.error)))
                 if v is not None}
 
+    dimensions = {("raw_meta", t): None for t in ("ad_accounts", "campaigns", "adsets", "ads")}
+    dimensions |= {("raw_breezeway", t): None for t in ("properties", "people", "supplies", "tags")}
     expected = {
         ("raw_meta", None): limits(thresholds.HOURLY_FEED_LATENESS),
         ("raw_breezeway", None): limits(thresholds.DAILY_FEED_LATENESS),
         ("raw_breezeway", "reservations"): limits(thresholds.HOURLY_FEED_LATENESS),
         ("raw_ga4", None): limits(thresholds.GA4_LATENESS),
+        **dimensions,  # data arrival is not a signal for tables that rightly stay unchanged for days
     }
     found = {}
     for path in sorted((DBT_PROJECT_DIR / "models").rglob("_*__sources.yml")):
@@ -307,3 +311,35 @@ def test_source_freshness_mirrors_the_thresholds_table():
                 if "freshness" in (table.get("config") or {}):
                     found[(source["name"], table["name"])] = table["config"]["freshness"]
     assert found == expected
+
+
+def test_each_source_with_freshness_is_a_scheduled_dagster_check_with_dbts_thresholds(manifest):
+    from adpipeline.definitions import defs
+    from adpipeline.monitoring import thresholds
+
+    hourly, daily, ga4 = thresholds.HOURLY_FEED_LATENESS, thresholds.DAILY_FEED_LATENESS, thresholds.GA4_LATENESS
+    expected = {"meta/ads_insights": hourly, "meta/account_insights": hourly, "breezeway/reservations": hourly,
+                "breezeway/tasks": daily, "ga4/traffic_acquisition": ga4, "ga4/landing_page_events": ga4}
+    specs = {spec.asset_key.to_user_string(): spec for checks in defs.asset_checks for spec in checks.check_specs
+             if spec.name == "dbt_source_freshness"}
+    assert set(specs) == set(expected)  # the dimensions (freshness: null) have none
+    for key, spec in specs.items():
+        limits = [f"{level} above {limit / timedelta(hours=1):.1f} h" for level, limit
+                  in (("WARN", expected[key].warn), ("ERROR", expected[key].error)) if limit is not None]
+        assert ", ".join(limits) in spec.description, (key, spec.description)
+        assert spec.metadata.get("adpipeline/scheduled_check") and not spec.blocking
+    job = defs.resolve_job_def("monitoring_checks_job")  # re-evaluated every 15 minutes with the others
+    in_job = {k.asset_key.to_user_string() for k in job.asset_layer.asset_graph.asset_check_keys
+              if k.name == "dbt_source_freshness"}
+    assert in_job == set(expected)
+
+
+def test_a_source_with_freshness_but_no_asset_key_is_a_clear_error(manifest, tmp_path):
+    from adpipeline.transform.source_freshness import build_source_freshness_checks
+
+    broken = copy.deepcopy(manifest)
+    broken["sources"]["source.adpipeline.raw_meta.ads_insights"]["meta"] = {}
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps(broken))
+    with pytest.raises(ValueError, match="raw_meta.ads_insights declares freshness but no .*meta.dagster.asset_key"):
+        build_source_freshness_checks(path, get_config())

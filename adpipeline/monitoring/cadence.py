@@ -10,11 +10,14 @@ thresholds (hourly WARN > 2 h / ERROR > 4 h, daily ERROR > 25 h) were written ag
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
 from itertools import islice
 
 from dagster._utils.schedules import cron_string_iterator
+
+from adpipeline.config import SourcesConfig
 
 
 def next_tick_after(moment: datetime, cron: str, timezone: str) -> datetime:
@@ -42,3 +45,12 @@ def lateness(last_success: datetime | None, now: datetime, cron: str, timezone: 
         return timedelta(0)
     started = max(last_success, due - regular_interval(cron, timezone))
     return now - started
+
+
+def feed_cron(asset_key: Sequence[str], config: SourcesConfig) -> str | None:
+    """The cron of the schedule that loads an extraction asset (`meta/...`, `breezeway/...`, `ga4/...`), else None."""
+    source, name = asset_key[0], asset_key[-1]
+    cadences = config.cadences
+    if source == "breezeway":
+        return cadences.breezeway_reservations if name == "reservations" else cadences.breezeway_daily
+    return {"meta": cadences.meta_hourly, "ga4": cadences.ga4}.get(source)

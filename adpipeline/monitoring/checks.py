@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 import dagster as dg
 import psycopg
+from psycopg import sql
 
 from adpipeline import clock as pipeline_clock
 from adpipeline.monitoring import thresholds as T
@@ -136,6 +137,54 @@ def evaluate_all_scopes_loaded(
                  f"never loaded: {', '.join(missing)}" if missing else ""]
         return Evaluation("ERROR", f"{what}: " + "; ".join(p for p in parts if p), metadata)
     return Evaluation(None, f"{what}: all {len(scopes)} scopes loaded", metadata)
+
+
+# -- data arrival (dbt source freshness) -----------------------------------------------------------
+
+def newest_loaded_at(conn: psycopg.Connection, schema: str, table: str, field: str,
+                     where: str | None = None) -> datetime | None:
+    """max(loaded_at_field) of a table, the measure `dbt source freshness` takes (with the source's filter)."""
+    query = sql.SQL("SELECT max({f}) FROM {t}").format(f=sql.Identifier(field), t=sql.Identifier(schema, table))
+    if where:  # the dbt source's own `filter`, project code
+        query = sql.SQL("{q} WHERE {w}").format(q=query, w=sql.SQL(where))
+    return conn.execute(query).fetchone()[0]
+
+
+def evaluate_source_freshness(newest: datetime | None, *, cron: str | None, timezone: str, threshold: T.Threshold,
+                              now: datetime, what: str) -> Evaluation:
+    """Age of the newest row, as dbt measures it, except that the feed's quiet hours do not count (the same rule
+    as lateness): an hourly 06:00-22:00 feed whose last rows landed at 22:00 is not stale at 05:00."""
+    metadata = {"max_loaded_at": newest.isoformat() if newest else None, "cadence": cron, **_limits(threshold)}
+    if newest is None:
+        return Evaluation("ERROR", f"{what}: no rows loaded yet", metadata)
+    age = lateness(newest, now, cron, timezone) if cron else max(now - newest, timedelta(0))
+    metadata["age_hours"] = _hours(age)
+    severity = threshold.severity(age)
+    if severity is None:
+        return Evaluation(None, f"{what}: fresh (newest rows {_hours(age)} h old against the cadence)", metadata)
+    limit = _limits(threshold)[severity.lower() + "_threshold_hours"]
+    return Evaluation(severity, f"{what}: no new rows for {_hours(age)} h ({severity} above {limit} h), although "
+                                "its loads may succeed: check that the API still returns data", metadata)
+
+
+def source_freshness_check(asset_key, *, schema: str, table: str, loaded_at_field: str, threshold: T.Threshold,
+                           cron: str | None, timezone: str, where: str | None = None,
+                           **kw) -> dg.AssetChecksDefinition:
+    what = f"{schema}.{table}"
+
+    def evaluate(conn, now):
+        newest = newest_loaded_at(conn, schema, table, loaded_at_field, where)
+        return evaluate_source_freshness(newest, cron=cron, timezone=timezone, threshold=threshold, now=now,
+                                         what=what)
+
+    limits = _limits(threshold)
+    levels = [f"{level} above {limits[level.lower() + '_threshold_hours']} h" for level in ("WARN", "ERROR")
+              if limits[level.lower() + "_threshold_hours"] is not None]
+    quiet = f"; measured against cadence '{cron}' ({timezone}), so hours when no load was due do not count" if cron else ""
+    return build_check(asset_key, "dbt_source_freshness",
+                       f"dbt source freshness of {what}: age of max({loaded_at_field}), the time new rows last "
+                       f"landed, with the dbt source's thresholds: {', '.join(levels)}{quiet}.",
+                       evaluate, scheduled=True, **kw)
 
 
 # -- token signals ---------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from adpipeline.transform.assets import build_dbt_assets
 from adpipeline.transform.automation import build_automation
 from adpipeline.transform.project import load_manifest
 from adpipeline.transform.resources import dbt_resource
+from adpipeline.transform.source_freshness import build_source_freshness_checks
 
 
 def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
@@ -19,4 +20,5 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     meta_daily, ga4_daily, models = build_dbt_assets(config, manifest)
     jobs, sensor = build_automation(meta_daily, ga4_daily, models)
     return dg.Definitions(assets=[meta_daily, ga4_daily, models], jobs=jobs, sensors=[sensor],
+                          asset_checks=build_source_freshness_checks(manifest, config),
                           resources={"dbt": dbt_resource()})

@@ -319,7 +319,7 @@ def _free_port() -> int:
 
 # Run as the superuser in one database. Tables before sequences: a table takes its own sequences along, and
 # those cannot be handed over on their own.
-_SYSTEM = "n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'"
+_SYSTEM = r"n.nspname NOT LIKE 'pg\_%' AND n.nspname <> 'information_schema'"
 _HAND_OVER = f"""
 DO $$
 DECLARE r record;
