@@ -368,3 +368,38 @@ def test_a_failed_day_is_not_masked_by_a_later_success_of_the_same_property(clea
     assert not loaded.passed and loaded.severity == dg.AssetCheckSeverity.ERROR
     assert RESORTS in loaded.description and "2026-11-21" in loaded.description
     assert LODGES not in loaded.description
+
+
+def test_a_report_declared_only_in_the_config_gets_its_table_and_later_a_new_metric(sandbox, ga4_env, conn) -> None:
+    def config(metrics: str):
+        return parse_config(f"""
+ga4:
+  reports:
+    - name: channel_sessions
+      description: sessions by channel
+      dimensions: [{{name: sessionDefaultChannelGroup, column: channel}}]
+      metrics: [{metrics}]
+  properties:
+    - {{id: "310000001", name: Resorts, timezone: America/Jamaica, currency: USD}}
+""")
+    conn.execute("DROP TABLE IF EXISTS raw_ga4.channel_sessions")
+    conn.commit()
+    key = dg.AssetKey(["ga4", "channel_sessions"])
+    day = "2026-11-20"
+    first = config("{name: sessions, type: TYPE_INTEGER}")
+    [report] = [Report.from_config(spec) for spec in first.ga4.reports]
+    assert run(build_defs(first), RESORTS, day, keys=(key,)).success
+    assert normalised(stored(conn, report, RESORTS, day)) == normalised(truth(sandbox, report, RESORTS, day))
+
+    wider = config("{name: sessions, type: TYPE_INTEGER}, {name: engagedSessions, type: TYPE_INTEGER}")
+    [report] = [Report.from_config(spec) for spec in wider.ga4.reports]
+    assert run(build_defs(wider), RESORTS, day, keys=(key,)).success
+    rows = stored(conn, report, RESORTS, day)
+    assert normalised(rows) == normalised(truth(sandbox, report, RESORTS, day))
+    assert rows and all(isinstance(r["engaged_sessions"], int) for r in rows)
+
+    rekeyed = parse_config(wider.model_dump_json().replace('"channel"', '"channel_group"'))  # a changed dimension
+    result = run(build_defs(rekeyed), RESORTS, day, keys=(key,))
+    assert not result.success and "give the report a new name" in failure_message(result)
+    conn.execute("DROP TABLE raw_ga4.channel_sessions")
+    conn.commit()
