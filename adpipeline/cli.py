@@ -85,6 +85,7 @@ def token_rows(now: datetime | None = None) -> list[dict]:
         rows.append({
             "platform": token.platform,
             "scope": token.scope,
+            "api": token.api or "(unknown)",  # a token is only ever sent to this API
             "health": health.value,
             "detail": reason,
             "expires_at": token.expires_at.isoformat() if token.expires_at else None,
@@ -108,7 +109,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     elif not rows:
         print("no tokens stored yet (they are stored on first use by each source)")
     else:
-        print(_table(rows, ["platform", "scope", "health", "expires_at", "detail"]))
+        print(_table(rows, ["platform", "scope", "api", "health", "expires_at", "detail"]))
     worst = {r["health"] for r in rows}
     return 2 if "EXPIRED" in worst else 1 if worst & {"WARNING", "EXPIRING_SOON"} else 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
@@ -103,6 +104,8 @@ class MetaConfig(_Model):
     app_id_env: EnvName = "META_APP_ID"
     app_secret_env: EnvName = "META_APP_SECRET"
     attribution_window_days: Annotated[int, Field(ge=1, le=28)] = 28
+    # the first day partition (backfills start here); Meta serves insights for the last 37 months
+    history_start: date = date(2025, 1, 1)
     purchase_action_types: ActionTypes = list(DEFAULT_PURCHASE_ACTION_TYPES)  # ordered: the first present wins
     accounts: list[MetaAccount] = []
 
@@ -149,9 +152,39 @@ class Ga4Property(_Model):
     currency: Currency
 
 
+# GA4 metricHeaders types (each maps to a Postgres column type in sources/ga4/reports.py)
+Ga4MetricType = Literal[
+    "TYPE_INTEGER", "TYPE_FLOAT", "TYPE_SECONDS", "TYPE_MILLISECONDS", "TYPE_MINUTES", "TYPE_HOURS",
+    "TYPE_STANDARD", "TYPE_CURRENCY", "TYPE_FEET", "TYPE_MILES", "TYPE_METERS", "TYPE_KILOMETERS",
+]
+Column = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+
+
+class Ga4Dimension(_Model):
+    name: str  # the GA4 API name
+    column: Column | None = None  # default: the name in snake_case
+
+
+class Ga4Metric(_Model):
+    name: str  # the GA4 API name
+    type: Ga4MetricType  # the type GA4 reports for it in metricHeaders (a mismatch fails the pull)
+    column: Column | None = None
+
+
+class Ga4Report(_Model):
+    """One report = asset ga4/<name> landing in raw_ga4.<name> (created from this declaration when absent)."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")]
+    description: str
+    dimensions: list[str | Ga4Dimension]  # besides `date`, which every report has first
+    metrics: Annotated[list[Ga4Metric], Field(min_length=1)]
+
+
 class Ga4Config(_Model):
     credentials_env: EnvName = "GA4_CREDENTIALS"
     restatement_days: Annotated[int, Field(ge=0, le=30)] = 3
+    history_start: date = date(2026, 1, 1)  # the first day partition (backfills start here)
+    reports: list[Ga4Report] | None = None  # None: the built-in reports (sources/ga4/reports.py)
     # the properties' quota (standard: 200,000 tokens a day, 40,000 an hour; GA360: 2,000,000 and 400,000):
     # propertyQuota reports what a request consumed and what remains, so the share left needs the limit
     tokens_per_day: Annotated[int, Field(ge=1)] = 200_000
@@ -161,6 +194,7 @@ class Ga4Config(_Model):
     @model_validator(mode="after")
     def _unique_ids(self) -> Ga4Config:
         _require_unique([p.id for p in self.properties], "ga4.properties", "id")
+        _require_unique([r.name for r in self.reports or ()], "ga4.reports", "name")
         return self
 
 

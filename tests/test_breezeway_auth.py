@@ -17,7 +17,7 @@ from adpipeline.sandbox.breezeway.data import client_id, client_secret
 from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.auth import PLATFORM, BreezewayAuth, Credentials, jwt_expiry
 from adpipeline.sources.breezeway.client import BreezewayClient
-from adpipeline.warehouse.tokens import TokenStore
+from adpipeline.warehouse.tokens import TokenStore, api_origin
 
 REGION, COMPANY = "nashville", 8558
 GENERATE = "POST /breezeway/public/auth/v1/"
@@ -25,10 +25,13 @@ REFRESH = "POST /breezeway/public/auth/v1/refresh"
 
 
 @pytest.fixture
-def store(warehouse_url: str) -> Iterator[TokenStore]:
+def store(warehouse_url: str, sandbox: SandboxProcess) -> Iterator[TokenStore]:
     with psycopg.connect(warehouse_url) as conn:
         conn.execute("DELETE FROM ops.platform_tokens WHERE platform = %s", (PLATFORM,))
-    yield TokenStore(warehouse_url)
+    store = TokenStore(warehouse_url)
+    read = store.get
+    store.get = lambda platform, scope, api=api_origin(sandbox.base_url): read(platform, scope, api)  # the sandbox's
+    yield store
 
 
 def make_client(sandbox: SandboxProcess, warehouse_url: str, *, secret: str | None = None,
@@ -124,7 +127,7 @@ def test_refused_refresh_regenerates_once_under_two_concurrent_runs(sandbox, sto
 def test_auth_calls_wait_a_minute_after_the_last_one(sandbox, store, warehouse_url):
     first_page(make_client(sandbox, warehouse_url))
     generated_at = sandbox.admin.now()
-    with store.locked(PLATFORM, REGION) as (token, save):  # e.g. the token was revoked upstream meanwhile
+    with store.locked(PLATFORM, REGION, api_origin(sandbox.base_url)) as (token, save):  # e.g. revoked upstream
         save(token.__class__(**{**token.__dict__, "access_token": None, "refresh_token": None}))
     sandbox.admin.advance(10)
     assert first_page(make_client(sandbox, warehouse_url))

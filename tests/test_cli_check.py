@@ -19,6 +19,7 @@ from test_monitoring import dagster_env  # noqa: F401 - the fixture: a fresh ins
 
 from adpipeline.cli import main
 from adpipeline.monitoring.sensors import check_alert_sensor
+from adpipeline.sources.meta.resources import MetaResource
 from adpipeline.warehouse.resource import WarehouseResource
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -41,13 +42,14 @@ def meta_token(conn):
     """Writes the Meta token's state (no secret: the checks read only its metadata); removed afterwards."""
     def store(now, *, days_left: float):
         conn.execute(
-            "INSERT INTO ops.platform_tokens (platform, scope, expires_at, data_access_expires_at, scopes, status,"
-            " last_checked_at, last_refresh_succeeded) VALUES ('meta', 'default', %s, %s, %s, 'valid', %s, true)"
-            " ON CONFLICT (platform, scope) DO UPDATE SET expires_at = EXCLUDED.expires_at,"
+            "INSERT INTO ops.platform_tokens (platform, scope, api, expires_at, data_access_expires_at, scopes, status,"
+            " last_checked_at, last_refresh_succeeded) VALUES ('meta', 'default', %s, %s, %s, %s, 'valid', %s, true)"
+            " ON CONFLICT (platform, scope, api) DO UPDATE SET expires_at = EXCLUDED.expires_at,"
             " data_access_expires_at = EXCLUDED.data_access_expires_at, scopes = EXCLUDED.scopes,"
             " status = EXCLUDED.status, last_checked_at = EXCLUDED.last_checked_at,"
             " last_refresh_succeeded = EXCLUDED.last_refresh_succeeded",
-            (now + timedelta(days=days_left), now + timedelta(days=80), ["ads_read", "business_management"],
+            (MetaResource().api(),  # the API in use: the token checks judge its token
+             now + timedelta(days=days_left), now + timedelta(days=80), ["ads_read", "business_management"],
              now - timedelta(minutes=10)))
         conn.commit()
 

@@ -202,7 +202,7 @@ def test_every_dbt_asset_is_described_grouped_owned_and_versioned(dbt_defs):
 def test_daily_facts_share_the_partitions_of_their_sources(dbt_defs):
     config = get_config()
     specs = _specs(dbt_defs)
-    meta_daily = daily_partitions(config.reporting_timezone)
+    meta_daily = daily_partitions(config)
     ga4_daily = ga4_partitions(config).get_partitions_def_for_dimension(DATE)
     for key in ("staging/stg_meta__ads_insights", "staging/stg_meta__account_insights",
                 "marts/fct_ad_performance_daily", "marts/fct_campaign_performance_daily"):

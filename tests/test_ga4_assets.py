@@ -16,6 +16,7 @@ import pytest
 import requests
 from psycopg.rows import dict_row
 
+from adpipeline.cli import token_rows
 from adpipeline.config import get_config, parse_config
 from adpipeline.sandbox.ga4 import demo_environment
 from adpipeline.sandbox.process import SandboxProcess
@@ -368,3 +369,82 @@ def test_a_failed_day_is_not_masked_by_a_later_success_of_the_same_property(clea
     assert not loaded.passed and loaded.severity == dg.AssetCheckSeverity.ERROR
     assert RESORTS in loaded.description and "2026-11-21" in loaded.description
     assert LODGES not in loaded.description
+
+
+def test_a_report_declared_only_in_the_config_gets_its_table_and_later_a_new_metric(sandbox, ga4_env, conn) -> None:
+    def config(metrics: str):
+        return parse_config(f"""
+ga4:
+  reports:
+    - name: channel_sessions
+      description: sessions by channel
+      dimensions: [{{name: sessionDefaultChannelGroup, column: channel}}]
+      metrics: [{metrics}]
+  properties:
+    - {{id: "310000001", name: Resorts, timezone: America/Jamaica, currency: USD}}
+""")
+    conn.execute("DROP TABLE IF EXISTS raw_ga4.channel_sessions")
+    conn.commit()
+    key = dg.AssetKey(["ga4", "channel_sessions"])
+    day = "2026-11-20"
+    first = config("{name: sessions, type: TYPE_INTEGER}")
+    [report] = [Report.from_config(spec) for spec in first.ga4.reports]
+    assert run(build_defs(first), RESORTS, day, keys=(key,)).success
+    assert normalised(stored(conn, report, RESORTS, day)) == normalised(truth(sandbox, report, RESORTS, day))
+
+    wider = config("{name: sessions, type: TYPE_INTEGER}, {name: engagedSessions, type: TYPE_INTEGER}")
+    [report] = [Report.from_config(spec) for spec in wider.ga4.reports]
+    assert run(build_defs(wider), RESORTS, day, keys=(key,)).success
+    rows = stored(conn, report, RESORTS, day)
+    assert normalised(rows) == normalised(truth(sandbox, report, RESORTS, day))
+    assert rows and all(isinstance(r["engaged_sessions"], int) for r in rows)
+
+    rekeyed = parse_config(wider.model_dump_json().replace('"channel"', '"channel_group"'))  # a changed dimension
+    result = run(build_defs(rekeyed), RESORTS, day, keys=(key,))
+    assert not result.success and "give the report a new name" in failure_message(result)
+    conn.execute("DROP TABLE raw_ga4.channel_sessions")
+    conn.commit()
+
+
+def test_a_401_to_a_fresh_token_marks_the_credentials_invalid_and_fails_every_scope_once(sandbox, ga4_env, clean):
+    # the token endpoint still mints, the Data API refuses every token (API disabled for the project, say)
+    unauthenticated = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message": "Request had invalid "
+                                 "authentication credentials. Expected OAuth 2 access token."}}
+    sandbox.admin.add_faults({"path_regex": r"^/ga4/v1beta/properties/.*:runReport$", "status": 401,
+                              "body": unauthenticated, "count": None})
+    try:
+        config = parse_config("""
+ga4:
+  properties:
+    - {id: "310000001", name: Resorts, timezone: America/Jamaica, currency: USD}
+    - {id: "310000002", name: Lodges, timezone: America/Denver, currency: USD}
+""")
+        defs = build_defs(config)
+        day = "2026-11-20"
+        both = dg.materialize(
+            list(defs.assets), resources={"warehouse": WarehouseResource(), **defs.resources}, selection=[LANDING_KEY],
+            tags={"dagster/asset_partition_range_start": f"{day}|{RESORTS}",
+                  "dagster/asset_partition_range_end": f"{day}|{LODGES}"}, raise_on_error=False)
+        assert not both.success
+        message = failure_message(both)
+        assert "2 of 2 scope(s) failed" in message and "refused a freshly minted access token" in message
+        assert "GA4_CREDENTIALS" in message
+        # one fresh token was tried once; the second property did not mint or call again
+        assert sandbox.admin.count("POST /ga4/token") == 2
+        assert sandbox.admin.count("POST /ga4/v1beta/properties/{property_id}:runReport") == 2
+
+        # the store, `tokens status` and the token check agree at once
+        [row] = [r for r in token_rows() if r["platform"] == "ga4"]
+        assert row["health"] == "EXPIRED" and "freshly minted" in row["last_error"]
+        only_checks = dg.materialize([*defs.assets, *defs.asset_checks],
+                                     resources={"warehouse": WarehouseResource(), **defs.resources},
+                                     selection=dg.AssetSelection.checks_for_assets(TRAFFIC_KEY), raise_on_error=False)
+        health = checks_of(only_checks)["traffic_acquisition.token_health"]
+        assert not health.passed and health.severity == dg.AssetCheckSeverity.ERROR
+
+        # the next run within the hour fails from the store: no token request, no loop
+        again = run(defs, RESORTS, day)
+        assert not again.success and "refused a freshly minted access token" in failure_message(again)
+        assert sandbox.admin.count("POST /ga4/token") == 2
+    finally:
+        sandbox.admin.clear_faults()

@@ -79,6 +79,7 @@ class Meta:
 @pytest.fixture
 def meta(sandbox, warehouse_url, monkeypatch) -> Iterator[Meta]:
     monkeypatch.setenv("META_ACCESS_TOKEN", DEMO_ACCESS_TOKEN)
+    monkeypatch.setenv("META_GRAPH_URL", f"{sandbox.base_url}/meta/v24.0")  # the token checks judge this API's token
     with psycopg.connect(warehouse_url) as conn:  # each test starts from an empty Meta landing zone
         conn.execute("TRUNCATE " + ", ".join(t.qualified for t in tables.ALL))
         conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'meta'")

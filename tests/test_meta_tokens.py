@@ -64,7 +64,7 @@ class Tokens:
         assert response.ok, response.text
 
     def stored(self):
-        return TokenStore(self.url).get("meta", "default")
+        return TokenStore(self.url).get("meta", "default", MetaResource().api())  # the sandbox's (demo environment)
 
 
 def severities(result: dg.ExecuteInProcessResult) -> dict[str, str | None]:

@@ -66,8 +66,10 @@ def other_host() -> Iterator:
         server.server_close()
 
 
-def _use(meta, graph_url: str) -> None:
-    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=f"{graph_url}/v24.0", retry_base_delay=0.01)}
+def _use(meta, graph_url: str, monkeypatch) -> None:
+    """Point the pipeline at another Graph host, as a user would (the token checks read META_GRAPH_URL)."""
+    monkeypatch.setenv("META_GRAPH_URL", f"{graph_url}/v24.0")
+    meta.resources = {**meta.resources, "meta": MetaResource(retry_base_delay=0.01)}
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
@@ -77,13 +79,15 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 def test_a_sandbox_token_never_reaches_another_host(meta, other_host, monkeypatch):
     sandbox_api = api_origin(meta.sandbox.base_url)
     assert meta.run(ADS_INSIGHTS, days=DAYS, checks=False).success  # the demo: the sandbox's token is stored
+    assert meta.run(ACCESS_TOKEN, checks=False).success  # the token job inspects it (its scopes)
+    assert "has the required permissions" in meta.check("token_scopes", key=ACCESS_TOKEN)["token_scopes"].description
     [stored] = [t for t in token_states(psycopg.connect(meta.url), "meta")]
     assert stored.api == sandbox_api and stored.status == "valid"
 
     # a run aimed at "graph.facebook.com" with no token configured: nothing is sent, the message says why
     graph, seen = other_host()
     monkeypatch.delenv("META_ACCESS_TOKEN")
-    _use(meta, graph)
+    _use(meta, graph, monkeypatch)
     refused = meta.run(ADS_INSIGHTS, days=DAYS, checks=False)
     assert not refused.success and seen == []
     assert f"no Meta access token for {graph}" in _failure(refused)
@@ -94,21 +98,26 @@ def test_a_sandbox_token_never_reaches_another_host(meta, other_host, monkeypatc
     assert seen and set(seen) == {"EAAProductionTokenForTheRealHost000001"}
     assert DEMO_ACCESS_TOKEN not in seen
     heard = len(seen)
-    assert TokenStore(meta.url).get("meta", "default", sandbox_api) is None  # the row now belongs to that host
-
-    # back on the sandbox, its own token again (re-seeded), never the other host's
-    monkeypatch.setenv("META_ACCESS_TOKEN", DEMO_ACCESS_TOKEN)
-    _use(meta, meta.sandbox.base_url + "/meta")
-    assert meta.run(ADS_INSIGHTS, days=DAYS, checks=False).success
-    assert len(seen) == heard  # the stand-in heard nothing more
+    # both tokens are kept, each under its own API (switching hosts replaces nothing), and status shows which
     assert TokenStore(meta.url).get("meta", "default", sandbox_api).access_token == DEMO_ACCESS_TOKEN
+    assert TokenStore(meta.url).get("meta", "default", graph).access_token == "EAAProductionTokenForTheRealHost000001"
+    assert sorted(r["api"] for r in token_rows() if r["platform"] == "meta") == sorted([sandbox_api, graph])
+    # the token checks judge the token of the API in use: the stand-in's (unverified: never inspected yet)
+    assert "scopes not inspected yet" in meta.check("token_scopes", key=ACCESS_TOKEN)["token_scopes"].description
+
+    # back on the sandbox with no token configured: its own stored token is used, never the other host's
+    monkeypatch.delenv("META_ACCESS_TOKEN")
+    _use(meta, meta.sandbox.base_url + "/meta", monkeypatch)
+    meta.sandbox.admin.reset_requests()
+    assert meta.run(ADS_INSIGHTS, days=DAYS, checks=False).success
+    assert meta.sandbox.admin.count() > 0 and len(seen) == heard  # the stand-in heard nothing more
 
 
 def test_a_paging_url_on_another_host_never_gets_the_token(meta, other_host, monkeypatch):
     elsewhere, elsewhere_seen = other_host()
     graph, seen = other_host(next_url=f"{elsewhere}/v24.0/act_1/insights?after=x")
     monkeypatch.setenv("META_ACCESS_TOKEN", "EAAProductionTokenForTheRealHost000002")
-    _use(meta, graph)
+    _use(meta, graph, monkeypatch)
     result = meta.run(ADS_INSIGHTS, days=DAYS, checks=False)
     assert seen and elsewhere_seen == []
     assert not result.success  # every account-day failed on it: "a paging URL points at another host"

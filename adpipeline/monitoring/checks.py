@@ -328,11 +328,13 @@ def all_scopes_loaded_check(asset_key, *, source: str, entity: str, scopes: Sequ
                        "(partial data is never reported as success).", evaluate, scheduled=True, **kw)
 
 
-def meta_style_token_checks(asset_key, *, platform: str, scope: str, **kw) -> list[dg.AssetChecksDefinition]:
-    """Lifetime, data-access expiry, refresh attempt failed, refresh job ran: for long-lived tokens."""
+def meta_style_token_checks(asset_key, *, platform: str, scope: str, api: Callable[[], str] | None = None,
+                            **kw) -> list[dg.AssetChecksDefinition]:
+    """Lifetime, data-access expiry, refresh attempt failed, refresh job ran: for long-lived tokens.
+    `api`: the API in use (read when the check runs); the token stored for another API is not judged."""
 
     def token(conn) -> Token | None:
-        return next((t for t in token_states(conn, platform) if t.scope == scope), None)
+        return next((t for t in token_states(conn, platform, api() if api else None) if t.scope == scope), None)
 
     what = f"{platform} token ({scope})"
     return [
@@ -348,11 +350,12 @@ def meta_style_token_checks(asset_key, *, platform: str, scope: str, **kw) -> li
 
 
 def token_health_check(asset_key, *, platform: str, scopes: Sequence[str], name: str = "token_health",
-                       **kw) -> dg.AssetChecksDefinition:
+                       api: Callable[[], str] | None = None, **kw) -> dg.AssetChecksDefinition:
+    """`api`: the API in use (read when the check runs); tokens stored for another API are not judged."""
     what = f"{platform} tokens"
 
     def evaluate(conn, now):
-        tokens = {t.scope: t for t in token_states(conn, platform)}
+        tokens = {t.scope: t for t in token_states(conn, platform, api() if api else None)}
         return evaluate_token_health(tokens, platform=platform, scopes=scopes, now=now, what=what)
 
     return build_check(asset_key, name, "ERROR when a scope's token is expired or invalid (re-authenticate); WARN "

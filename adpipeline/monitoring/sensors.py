@@ -13,7 +13,7 @@ sensors start from "now" on their first tick (Dagster's own behaviour), so they 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import dagster as dg
 
@@ -39,6 +39,8 @@ EVENT_PAGE = 1000
 EVENT_MAX_PAGES = 50  # per tick; the cursor keeps the rest for the next one
 FRESHNESS_SEVERITY = {"FAIL": "critical", "WARN": "warning"}
 
+
+_NEVER = datetime.min.replace(tzinfo=timezone.utc)
 
 def _ui(config: AlertsConfig, path: str) -> str:
     return f"{config.ui_base_url.rstrip('/')}/{path.lstrip('/')}"
@@ -207,7 +209,9 @@ def watchdog_sensor(expected: Sequence[Instigator], config: AlertsConfig | None 
         findings += stuck_run_findings(context.instance, now)
         critical = 0
         with warehouse.connection() as conn:
-            for token in token_states(conn, "meta"):
+            # per scope, the row the token job checked last: a row of an API no longer in use is not "the job"
+            checked = sorted(token_states(conn, "meta"), key=lambda t: t.last_checked_at or _NEVER)
+            for token in {t.scope: t for t in checked}.values():
                 evaluation = evaluate_refresh_job_ran(token, clock.now(), f"meta token ({token.scope})")
                 dedupe = f"watchdog:token_job:{token.scope}"
                 if evaluation.passed:

@@ -134,7 +134,7 @@ def _describe_test(test: Mapping[str, Any], asset_spec: dg.AssetSpec) -> str:
 
 def build_dbt_assets(config: SourcesConfig, manifest: Path) -> list[dg.AssetsDefinition]:
     translator = AdpipelineDbtTranslator()
-    meta_daily = daily_partitions(config.reporting_timezone)  # the partitions of meta/ads_insights
+    meta_daily = daily_partitions(config)  # the partitions of meta/ads_insights
     ga4_daily = ga4_partitions(config).get_partitions_def_for_dimension(GA4_DATE_DIMENSION)
     common: dict[str, Any] = {"manifest": manifest, "project": dbt_project, "dagster_dbt_translator": translator,
                               "pool": POOL}

@@ -254,3 +254,25 @@ def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table) -> tup
     )
     inserted, updated = conn.execute(statement).fetchone()
     return inserted, updated
+
+
+def ensure_table(conn: psycopg.Connection, table: Table) -> list[str]:
+    """A table declared in config (not by a migration): created when absent; columns declared since are added.
+    A stored primary key other than the declared one is an error (it changes what a row is). Returns the
+    columns added."""
+    conn.execute(table.create_sql())
+    stored = {row[0] for row in conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+        (table.schema, table.name))}
+    key = [row[0] for row in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+        " WHERE i.indrelid = %s::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        (table.qualified,))]
+    if tuple(key) != table.key:
+        raise LoadError(f"{table.qualified}: its stored key ({', '.join(key)}) differs from the declared one "
+                        f"({', '.join(table.key)}); give the report a new name (a new table) or migrate the table")
+    added = [c for c in table.columns if c not in stored]
+    for column in added:
+        conn.execute(sql.SQL("ALTER TABLE {t} ADD COLUMN {c} " + table.columns[column]).format(
+            t=table.ident, c=sql.Identifier(column)))
+    return added

@@ -6,10 +6,9 @@ ADPIPELINE_TOKEN_KEY (urlsafe base64 of 32 bytes) or, for the embedded warehouse
 auto-generated 0600 key file under ADPIPELINE_HOME. Each row records its key id; older keys listed in
 ADPIPELINE_TOKEN_KEYS_OLD (comma separated) still decrypt, so keys can be rotated.
 
-Each row is bound to the API it was issued by (`api`: the origin, scheme://host:port, of the base URL it
-is used with). Asked for another API, the store answers as if nothing were stored, so a token is only ever
-sent to the host that issued it (a sandbox token never reaches graph.facebook.com); a token obtained for the
-new API then takes the row. A token an API refuses is marked `expired`/`invalid` at once (`mark_rejected`),
+Rows are keyed by (platform, scope, api): `api` is the origin (scheme://host:port) of the base URL the token
+is used with, so a token is only ever sent to the host that issued it (a sandbox token never reaches
+graph.facebook.com), and the sandbox's and production's tokens coexist. A token an API refuses is marked `expired`/`invalid` at once (`mark_rejected`),
 so `adpipeline tokens status`, the token checks and their alerts say so before any token job runs.
 """
 
@@ -140,7 +139,14 @@ class Token:
 
 
 _SECRET_FIELDS = ("access_token", "refresh_token")
-_PLAIN_FIELDS = [f.name for f in fields(Token) if f.name not in (*_SECRET_FIELDS, "platform", "scope", "updated_at")]
+_KEY_FIELDS = ("platform", "scope", "api")
+_PLAIN_FIELDS = [f.name for f in fields(Token) if f.name not in (*_SECRET_FIELDS, *_KEY_FIELDS, "updated_at")]
+UNKNOWN_API = ""  # the key of a row stored before the API was recorded (0010): never handed out, only adopted
+
+
+def _state(row: dict) -> dict:
+    """A row's plain columns as Token fields ('' api -> None)."""
+    return {name: row[name] for name in ["platform", "scope", "updated_at", *_PLAIN_FIELDS]} | {"api": row["api"] or None}
 
 
 class TokenStore:
@@ -158,8 +164,7 @@ class TokenStore:
         }
         for value in secrets_.values():
             register_secret(value)  # from now on masked in every log line, exception and metadata value
-        plain = {name: row[name] for name in ["platform", "scope", "updated_at", *_PLAIN_FIELDS]}
-        return Token(**plain, **secrets_)
+        return Token(**_state(row), **secrets_)
 
     def _write(self, conn: psycopg.Connection, token: Token) -> None:
         for name in _SECRET_FIELDS:
@@ -168,29 +173,28 @@ class TokenStore:
             f"{name}_enc": self.keyring.encrypt(getattr(token, name), self._aad(token.platform, token.scope, name))
             for name in _SECRET_FIELDS
         }
-        values = {"platform": token.platform, "scope": token.scope, "key_id": self.keyring.current_id, **enc,
-                  **{name: getattr(token, name) for name in _PLAIN_FIELDS}}
+        values = {"platform": token.platform, "scope": token.scope, "api": token.api or UNKNOWN_API,
+                  "key_id": self.keyring.current_id, **enc, **{name: getattr(token, name) for name in _PLAIN_FIELDS}}
         cols = ", ".join(values)
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in values if c not in ("platform", "scope"))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in values if c not in _KEY_FIELDS)
         conn.execute(
             f"INSERT INTO ops.platform_tokens ({cols}) VALUES ({', '.join(['%s'] * len(values))})"
-            f" ON CONFLICT (platform, scope) DO UPDATE SET {updates}, updated_at = %s",
+            f" ON CONFLICT (platform, scope, api) DO UPDATE SET {updates}, updated_at = %s",
             [*values.values(), clock.now()],
         )
 
     def get(self, platform: str, scope: str, api: str | None = None) -> Token | None:
-        """The stored token; None when there is none, or (given `api`) it belongs to another API."""
+        """The token stored for `api` (None: the row of unknown API, stored before 0010); None when there is none."""
         with connect(self.url, row_factory=dict_row) as conn:
             row = conn.execute(
-                "SELECT * FROM ops.platform_tokens WHERE platform = %s AND scope = %s", (platform, scope)
+                "SELECT * FROM ops.platform_tokens WHERE platform = %s AND scope = %s AND api = %s",
+                (platform, scope, api or UNKNOWN_API),
             ).fetchone()
-        if row is None or (api is not None and row["api"] != api):
-            return None
-        return self._from_row(row)
+        return None if row is None else self._from_row(row)
 
     def all(self) -> list[Token]:
         with connect(self.url, row_factory=dict_row) as conn:
-            rows = conn.execute("SELECT * FROM ops.platform_tokens ORDER BY platform, scope").fetchall()
+            rows = conn.execute("SELECT * FROM ops.platform_tokens ORDER BY platform, scope, api").fetchall()
         return [self._from_row(r) for r in rows]
 
     def put(self, token: Token) -> None:
@@ -200,31 +204,32 @@ class TokenStore:
     @contextmanager
     def locked(self, platform: str, scope: str, api: str | None = None, *,
                adopt_fingerprint: str | None = None) -> Iterator[tuple[Token, Callable[[Token], None]]]:
-        """Hold the row lock of (platform, scope) for a refresh: yields (current token, save).
+        """Hold the row lock of (platform, scope, api) for a refresh: yields (current token, save).
 
         Two runs refreshing the same rotating refresh token serialise here; the second sees the token
         the first saved and can decide it is fresh enough. Everything commits on exit, or rolls back.
-        Given `api`, a row issued by another API (or by an unknown one, stored before the `api` column)
-        yields an empty token for `api` instead: its secrets are never handed out for this API. A row of
-        unknown API whose environment fingerprint is `adopt_fingerprint` (the operator configured that very
-        token here) is adopted.
+        Only `api`'s row is ever read, so another API's secrets are never handed out for it. A row of
+        unknown API (stored before 0010) whose environment fingerprint is `adopt_fingerprint` (the operator
+        configured that very token for this API) becomes `api`'s row, unless `api` has one already.
         """
+        key = (platform, scope, api or UNKNOWN_API)
         with connect(self.url, row_factory=dict_row) as conn:
+            if api and adopt_fingerprint:
+                conn.execute(
+                    "UPDATE ops.platform_tokens SET api = %s WHERE platform = %s AND scope = %s AND api = %s"
+                    " AND env_fingerprint = %s AND NOT EXISTS (SELECT 1 FROM ops.platform_tokens"
+                    " WHERE platform = %s AND scope = %s AND api = %s)",
+                    (api, platform, scope, UNKNOWN_API, adopt_fingerprint, *key),
+                )
             conn.execute(
-                "INSERT INTO ops.platform_tokens (platform, scope) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-                (platform, scope),
+                "INSERT INTO ops.platform_tokens (platform, scope, api) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", key
             )
             row = conn.execute(
-                "SELECT * FROM ops.platform_tokens WHERE platform = %s AND scope = %s FOR UPDATE", (platform, scope)
+                "SELECT * FROM ops.platform_tokens WHERE platform = %s AND scope = %s AND api = %s FOR UPDATE", key
             ).fetchone()
             if row["key_id"] is None:
                 row["key_id"] = self.keyring.current_id
-            adopt = row["api"] is None and adopt_fingerprint is not None and row["env_fingerprint"] == adopt_fingerprint
-            if api is not None and row["api"] != api and not adopt:
-                token = Token(platform, scope, api=api)  # another API's token: start afresh for this one
-            else:
-                token = replace(self._from_row(row), api=api or row["api"])
-            yield token, lambda token: self._write(conn, token)
+            yield self._from_row(row), lambda token: self._write(conn, replace(token, api=api or None))
 
     def mark_rejected(self, platform: str, scope: str, rejected_token: str | None, *, status: str, error: str,
                       api: str | None = None) -> bool:
@@ -252,10 +257,16 @@ class TokenStore:
             return current if current.access_token else None
 
 
-def token_states(conn: psycopg.Connection, platform: str | None = None) -> list[Token]:
-    """Token rows WITHOUT their secrets (no key needed): for checks, `tokens status` and doctor."""
-    columns = ", ".join(["platform", "scope", "updated_at", *_PLAIN_FIELDS])
-    where, params = ("WHERE platform = %s", [platform]) if platform else ("", [])
+def token_states(conn: psycopg.Connection, platform: str | None = None, api: str | None = None) -> list[Token]:
+    """Token rows WITHOUT their secrets (no key needed): for checks, `tokens status` and doctor.
+    Given `api`, only the tokens stored for that API (the one in use)."""
+    columns = ", ".join(["platform", "scope", "api", "updated_at", *_PLAIN_FIELDS])
+    where, params = [], []
+    for column, value in (("platform", platform), ("api", api)):
+        if value is not None:
+            where.append(f"{column} = %s")
+            params.append(value)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
     with conn.cursor(row_factory=dict_row) as cur:
-        rows = cur.execute(f"SELECT {columns} FROM ops.platform_tokens {where} ORDER BY platform, scope", params)
-        return [Token(**row) for row in rows.fetchall()]
+        rows = cur.execute(f"SELECT {columns} FROM ops.platform_tokens {clause} ORDER BY platform, scope, api", params)
+        return [Token(**_state(row)) for row in rows.fetchall()]

@@ -38,6 +38,8 @@ from adpipeline.sources.breezeway.assets import (
 )
 from adpipeline.sources.breezeway.auth import PLATFORM
 from adpipeline.sources.breezeway.loads import SOURCE
+from adpipeline.sources.breezeway.resources import BreezewayResource
+from adpipeline.warehouse.tokens import api_origin
 
 ENTITIES: dict[str, dg.AssetKey] = {
     "properties": PROPERTIES_KEY, "reservations": RESERVATIONS_KEY, "tasks": TASKS_KEY, "people": PEOPLE_KEY,
@@ -127,7 +129,7 @@ def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipel
                         "tasks whose property is unknown": TASK_WITHOUT_PROPERTY,
                         "tasks whose linked reservation is unknown": TASK_WITHOUT_RESERVATION}), clock=clock),
         token_health_check(RESERVATIONS_KEY, platform=PLATFORM, scopes=regions, name="region_token_health",
-                           clock=clock),
+                           api=lambda: api_origin(BreezewayResource().base_url()), clock=clock),
     ]
     for entity, key in ENTITIES.items():
         if entity != "reservations":

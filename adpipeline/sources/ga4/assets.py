@@ -28,18 +28,19 @@ from adpipeline.sources.ga4.auth import CredentialsError
 from adpipeline.sources.ga4.client import Ga4Client, QuotaState
 from adpipeline.sources.ga4.reports import REPORT_METADATA, Report, ReportSummary, metadata_row
 from adpipeline.sources.ga4.resources import Ga4Resource
-from adpipeline.warehouse.loader import LoadError, LoadResult, load
+from adpipeline.warehouse.loader import LoadError, LoadResult, ensure_table, load
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.sync_log import SyncInProgress
 
 SOURCE = "ga4"
-START_DATE = "2026-01-01"  # first day partition; older days can be added by moving this back
 DATE, PROPERTY = "date", "property"
 
 
 def ga4_partitions(config: SourcesConfig) -> dg.MultiPartitionsDefinition:
+    # the first day is ga4.history_start in adpipeline.yaml: moving it back makes older days backfillable
     return dg.MultiPartitionsDefinition({
-        DATE: dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=config.reporting_timezone, end_offset=1),
+        DATE: dg.DailyPartitionsDefinition(start_date=config.ga4.history_start.isoformat(),
+                                           timezone=config.reporting_timezone, end_offset=1),
         PROPERTY: dg.StaticPartitionsDefinition([p.id for p in config.ga4.properties]),
     })
 
@@ -150,6 +151,12 @@ def build_report_asset(report: Report, config: SourcesConfig,
             client = ga4.client(warehouse.token_store())
         except CredentialsError as exc:
             raise dg.Failure(description=f"ga4: {exc}", allow_retries=False) from None
+        with warehouse.connection() as conn:  # a report declared in adpipeline.yaml may not have its table yet
+            try:
+                for column in ensure_table(conn, report.table):
+                    context.log.info(f"{report.table.qualified}: added column {column} (declared in adpipeline.yaml)")
+            except LoadError as exc:
+                raise dg.Failure(description=f"ga4/{report.name}: {exc}", allow_retries=False) from None
         loaded: list[ScopeResult] = []
         failed: dict[str, str] = {}
         retryable = True

@@ -6,7 +6,8 @@ Access tokens live in the token store (platform `ga4`, scope = the credentials' 
 runs share one token until it nears expiry and `tokens status` shows the credentials' health. Minting
 happens under the store's row lock. `invalid_grant` (key deleted, grant revoked or expired) is an AUTH
 error that says "re-authorize", is never retried, and marks the stored token `invalid` until it works again;
-other steps and runs within the hour fail from the store without asking again.
+other steps and runs within the hour fail from the store without asking again. So does a Data API 401 to a
+token minted moments before (`refused`): the credentials work at the token endpoint only.
 """
 
 from __future__ import annotations
@@ -104,6 +105,26 @@ class Ga4Auth:
         """The API rejected the current token (401): drop it so the next call mints a fresh one."""
         with self._lock:
             self._rejected, self._token, self._expires_at = self._token, None, None
+
+    def refused(self, error: ApiError) -> ApiError:
+        """The Data API answered 401 even to a freshly minted token: the token endpoint accepts these credentials
+        but the API does not, so no new token will help. The credentials are marked invalid in the store (status,
+        checks and alerts say so; other runs within REAUTHORIZE_RECHECK fail from the store) and every later call
+        of this run fails with the same sentence instead of minting again."""
+        failure = ApiError(
+            ErrorKind.AUTH, f"the GA4 Data API refused a freshly minted access token (401 UNAUTHENTICATED: "
+            f"{error.message}). Check that the Google Analytics Data API is enabled for the credentials' project "
+            f"and that {self.info.get('client_email') or 'the account'} can sign in, or put working credentials in "
+            f"{self.name}", source="ga4", scope=self.name, status=401, code="UNAUTHENTICATED")
+        with self._lock:
+            self._failure, self._token, self._expires_at = failure, None, None
+        if self.store is not None:
+            with self.store.locked(PLATFORM, self.name, self.api) as (current, save):
+                now = self.now()
+                save(replace(current, access_token=None, expires_at=None, status="invalid",
+                             last_refresh_attempt_at=now, last_refresh_succeeded=False, last_checked_at=now,
+                             last_error=failure.message[:1000]))
+        return failure
 
     # ---- internals ---------------------------------------------------------------------------
 

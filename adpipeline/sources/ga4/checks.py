@@ -22,6 +22,8 @@ from adpipeline.sources.ga4.assets import SOURCE
 from adpipeline.sources.ga4.auth import PLATFORM
 from adpipeline.sources.ga4.client import PACIFIC
 from adpipeline.sources.ga4.reports import REPORT_METADATA, Report
+from adpipeline.sources.ga4.resources import default_api_url
+from adpipeline.warehouse.tokens import api_origin
 
 OTHER_ROW_WINDOW_DAYS = 7  # how far back (report days) the (other) check looks
 
@@ -149,5 +151,6 @@ def build_checks(config: SourcesConfig, reports: Sequence[Report], *, clock=None
         "(latest propertyQuota reading; the quota resets at midnight Pacific).",
         lambda conn, now: evaluate_quota_headroom(latest_quota(conn), scopes=scopes, now=now,
                                                   tokens_per_day=config.ga4.tokens_per_day), **extra))
-    checks.append(token_health_check(first, platform=PLATFORM, scopes=[config.ga4.credentials_env], **extra))
+    checks.append(token_health_check(first, platform=PLATFORM, scopes=[config.ga4.credentials_env],
+                                     api=lambda: api_origin(default_api_url()), **extra))
     return checks

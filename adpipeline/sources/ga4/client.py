@@ -223,6 +223,10 @@ class Ga4Client(ApiClient):
         self.auth.invalidate()  # the token was rejected (expired early, revoked): one more try with a new one
         return True
 
+    def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
+        if error.status == 401:  # a 401 even after a fresh token (token endpoint errors have other statuses)
+            error.message = self.auth.refused(error).message
+
     # ---- reports -----------------------------------------------------------------------------
 
     def run_report(self, property_id: str, body: dict[str, Any]) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,10 @@
 """GA4 reports, declared as data: each `Report` is one asset `ga4/<name>` landing in `raw_ga4.<name>`.
 
-Adding a report = a `Report(...)` in `REPORTS` plus its `CREATE TABLE` in a migration (the test suite
-compares every report's table with the migrated one). Every table has the same shape:
+The reports pulled are `ga4.reports` in adpipeline.yaml (field lists as data; absent: the built-in `REPORTS`
+below, which the dbt staging models read and whose tables migration 0004 creates). A configured report's
+table is created from its declaration when absent, and a metric added later gets its column (`ensure_table`);
+a changed dimension list changes the natural key, so it needs a new report name (a new table) or a migration.
+Every table has the same shape:
 
     property_id, report_date        the scope one run replaces (report_date: the property's calendar day)
     date, date_raw                  GA4's `date` typed (NULL for `(other)`) and exactly as sent
@@ -24,6 +27,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from adpipeline.config import Ga4Report, SourcesConfig
 from adpipeline.http.errors import ApiError, ErrorKind
 from adpipeline.warehouse.loader import Table
 
@@ -89,6 +93,13 @@ class Report:
     dimensions: tuple[Dimension, ...]  # besides `date`, which every report has first
     metrics: tuple[Metric, ...]
     version: str = "1"  # bump when the extraction logic (not the declaration) changes
+
+    @classmethod
+    def from_config(cls, spec: Ga4Report) -> Report:
+        dimensions = tuple(Dimension(d) if isinstance(d, str) else Dimension(d.name, d.column or "")
+                           for d in spec.dimensions)
+        metrics = tuple(Metric(m.name, m.type, m.column or "") for m in spec.metrics)
+        return cls(spec.name, spec.description, dimensions, metrics)
 
     @property
     def table(self) -> Table:
@@ -318,3 +329,10 @@ LANDING_PAGE_EVENTS = Report(
 )
 
 REPORTS: tuple[Report, ...] = (TRAFFIC_ACQUISITION, LANDING_PAGE_EVENTS)
+
+
+def configured_reports(config: SourcesConfig) -> tuple[Report, ...]:
+    """The reports adpipeline.yaml declares (`ga4.reports`), else the built-in ones."""
+    if config.ga4.reports is None:
+        return REPORTS
+    return tuple(Report.from_config(spec) for spec in config.ga4.reports)

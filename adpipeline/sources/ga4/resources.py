@@ -15,6 +15,10 @@ from adpipeline.warehouse.tokens import TokenStore, api_origin
 API_URL_ENV = "GA4_DATA_API_URL"
 
 
+def default_api_url() -> str:
+    return os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
+
+
 class Ga4Resource(dg.ConfigurableResource):
     """GA4 Data API access. `credentials` is a service-account or authorized-user JSON, inline or a path
     (set it from the environment: `EnvVar("GA4_CREDENTIALS")`); `base_url` unset -> GA4_DATA_API_URL,
@@ -30,7 +34,7 @@ class Ga4Resource(dg.ConfigurableResource):
     tokens_per_hour: int = Field(default=QuotaPolicy().tokens_per_hour, ge=1)
 
     def api_url(self) -> str:
-        return self.base_url or os.environ.get(API_URL_ENV) or DEFAULT_BASE_URL
+        return self.base_url or default_api_url()
 
     def client(self, token_store: TokenStore | None = None, **overrides: Any) -> Ga4Client:
         """A client for one run. Its token comes from (and goes to) `token_store` when given."""

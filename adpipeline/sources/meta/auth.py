@@ -229,9 +229,9 @@ def exchange_and_store(store: TokenStore, auth: MetaAuth, short_lived: str, now:
 
 # -- Dagster: the asset, its job and schedule, its checks ------------------------------------------------------
 
-def _scopes_check(clock: Callable[[], datetime]) -> dg.AssetChecksDefinition:
+def _scopes_check(clock: Callable[[], datetime], api: Callable[[], str]) -> dg.AssetChecksDefinition:
     def evaluate(conn, now) -> Evaluation:
-        token = next((t for t in token_states(conn, TOKEN_PLATFORM) if t.scope == TOKEN_SCOPE), None)
+        token = next((t for t in token_states(conn, TOKEN_PLATFORM, api()) if t.scope == TOKEN_SCOPE), None)
         if token is None or token.scopes is None:
             return Evaluation(None, "meta token (default): scopes not inspected yet")
         lacking = missing_scopes(token.scopes)
@@ -283,6 +283,7 @@ def build_token_defs(config: SourcesConfig, *, clock: Callable[[], datetime] = p
         name="meta_token", job=job, cron_schedule=config.cadences.meta_token,
         execution_timezone=config.reporting_timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"The Meta token job ({config.cadences.meta_token}); it runs even when nothing needs exchanging.")
-    checks = [*meta_style_token_checks(ACCESS_TOKEN, platform=TOKEN_PLATFORM, scope=TOKEN_SCOPE, clock=clock),
-              _scopes_check(clock)]
+    api = MetaResource(api_version=meta_config.api_version).api  # read when a check runs: the API in use now
+    checks = [*meta_style_token_checks(ACCESS_TOKEN, platform=TOKEN_PLATFORM, scope=TOKEN_SCOPE, api=api, clock=clock),
+              _scopes_check(clock, api)]
     return access_token, job, schedule, checks

@@ -25,7 +25,7 @@ def build_defs(config: SourcesConfig | None = None, *, clock: Callable[[], datet
     jobs, schedules = build_schedules(config)
     token_asset, token_job, token_schedule, token_checks = build_token_defs(config, clock=clock)
     return dg.Definitions(
-        assets=[*build_assets(config, daily_partitions(config.reporting_timezone)), token_asset],
+        assets=[*build_assets(config, daily_partitions(config)), token_asset],
         jobs=[*jobs, token_job],
         schedules=[*schedules, token_schedule],
         asset_checks=[*build_checks(config, clock=clock), *token_checks],

@@ -12,17 +12,17 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from adpipeline.config import MetaAccount
+from adpipeline.config import MetaAccount, SourcesConfig
 
-# First partition. Meta keeps insights for 37 months; backfills start from here.
-FIRST_DAY = "2025-01-01"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
-def daily_partitions(reporting_timezone: str) -> dg.DailyPartitionsDefinition:
+def daily_partitions(config: SourcesConfig) -> dg.DailyPartitionsDefinition:
+    # The first partition is meta.history_start in adpipeline.yaml (Meta keeps insights for 37 months);
     # end_offset=1: today's partition exists (hourly runs pull the running day)
-    return dg.DailyPartitionsDefinition(start_date=FIRST_DAY, timezone=reporting_timezone, end_offset=1)
+    return dg.DailyPartitionsDefinition(start_date=config.meta.history_start.isoformat(),
+                                        timezone=config.reporting_timezone, end_offset=1)
 
 
 def account_today(account: MetaAccount, now: datetime) -> date:
