@@ -450,6 +450,54 @@ def test_partial_parsing_survives_runs_over_other_windows_with_one_invocation_ea
     assert mart_spend(conn, account) == dict.fromkeys(PARSE_DAYS, Decimal("7"))
 
 
+def _fresh_warning(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [e.user_message for e in instance.all_logs(run_id) if e.user_message.startswith("fresh warehouse:")]
+
+
+def test_on_a_fresh_warehouse_each_dbt_job_builds_the_other_jobs_parents_it_reads(warehouse_url: str,
+                                                                                  dbt_target_dir: str):
+    """A fresh install: the Meta facts read stg_fx_rates (unpartitioned set) and the cross-source mart reads the
+    GA4 daily facts, each built by another dbt job. Whichever job runs first builds them first instead of
+    failing on "relation does not exist"; once they exist no extra invocation runs."""
+    name = "dbt_fresh_install"
+    with psycopg.connect(warehouse_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(**{**conninfo_to_dict(warehouse_url), "dbname": name})
+    try:
+        db.migrate(url)
+        with psycopg.connect(url) as conn:
+            _load_meta(conn)
+            _load_ga4(conn)
+            _load_breezeway(conn)
+        assets = {a.op.name: a for a in build_dbt_assets(get_config(), ensure_manifest())}
+        resources = {"dbt": dbt_resource(), "warehouse": WarehouseResource(url=url)}
+        with dg.DagsterInstance.ephemeral() as instance:
+            meta = dg.materialize([assets["dbt_meta_daily"]], resources=resources, instance=instance,
+                                  partition_key=FIXTURE_DAY.isoformat(), raise_on_error=False)
+            assert meta.success
+            assert _fresh_warning(instance, meta.run_id) == [
+                "fresh warehouse: fx_rates, stg_fx_rates (built by another dbt job) do not exist yet; building them first"]
+            models = dg.materialize([assets["dbt_models"]], resources=resources, instance=instance, raise_on_error=False)
+            assert models.success
+            [warning] = _fresh_warning(instance, models.run_id)
+            assert "fct_web_traffic_daily" in warning and "stg_ga4__traffic_acquisition" in warning, warning
+            assert "fct_campaign_performance_daily" not in warning  # built by the Meta run before
+            again = dg.materialize([assets["dbt_meta_daily"]], resources=resources, instance=instance,
+                                   partition_key=FIXTURE_DAY.isoformat())
+            assert _fresh_warning(instance, again.run_id) == []
+        with psycopg.connect(url) as conn:
+            spend = conn.execute("SELECT sum(spend) FROM marts.fct_ad_performance_daily WHERE date_day = %s",
+                                 (FIXTURE_DAY,)).fetchone()[0]
+            raw = conn.execute("SELECT sum(spend) FROM raw_meta.ads_insights WHERE date = %s", (FIXTURE_DAY,)).fetchone()[0]
+            assert spend == raw
+            sessions = conn.execute("SELECT sum(sessions) FROM marts.fct_marketing_channel_daily").fetchone()[0]
+            assert sessions and sessions > 0
+    finally:
+        with psycopg.connect(warehouse_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 # ---- issue 19: occupancy, turnovers, cross-channel marketing, deleted rows ----------------------------------
 
 

@@ -8,6 +8,9 @@
   connection + vars, without the password: tests and the demo use other warehouses than production).
 * One invocation per step; after it, the log says whether dbt parsed partially or fully (and why), and
   dbt's own elapsed time beside the step's.
+* On a fresh warehouse the dbt jobs read each other's relations (the Meta facts read `stg_fx_rates` of the
+  unpartitioned set; the cross-source mart reads the daily facts), so whichever runs first would fail.
+  Such missing parents are built first, by one extra invocation (logged); once they exist it never runs.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from typing import Any
 import dagster as dg
 import psycopg
 from dagster_dbt import DbtCliResource
+from dagster_dbt.asset_utils import DAGSTER_DBT_UNIQUE_ID_METADATA_KEY as UNIQUE_ID
+from dagster_dbt.asset_utils import get_manifest_and_translator_from_dbt_assets
 from psycopg import sql
 
 from adpipeline.config import SourcesConfig
@@ -104,10 +109,11 @@ def run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: W
                      f"{' to ' + window[WINDOW_END_VAR] + ' (exclusive)' if window[WINDOW_END_VAR] else ''}")
     state = parse_state_path(connection, dbt_vars)
     target_root().mkdir(parents=True, exist_ok=True)
-    target = Path(tempfile.mkdtemp(prefix=f"{context.op_execution_context.op.name}-{context.run_id[:8]}-", dir=target_root()))
+    target = Path(tempfile.mkdtemp(prefix=f"{context.op_execution_context.op.name}-{context.run.run_id[:8]}-", dir=target_root()))
     if state.exists():  # dagster-dbt copies the project's parse state only into a folder that has none
         shutil.copyfile(state, target / PARTIAL_PARSE)
     started = time.monotonic()
+    _build_missing_parents(context, dbt, warehouse, connection, dbt_vars, state)
     # read when the dbt process starts; `buildable`: a test runs when all its parents are selected or
     # upstream of the selection, so a multi-parent test never runs before its inputs exist
     with environment({**connection, **window, "DBT_INDIRECT_SELECTION": INDIRECT_SELECTION}):
@@ -119,6 +125,52 @@ def run_dbt(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: W
     context.log.info(f"dbt build: parse {parse_outcome(target)}; dbt's own time "
                      f"{own if own is None else round(own, 2)} s, the step's {time.monotonic() - started:.2f} s")
     _keep_parse_state(target, state)
+    shutil.rmtree(target, ignore_errors=True)
+
+
+def missing_parents(context: dg.AssetExecutionContext, manifest: Mapping[str, Any],
+                    warehouse: WarehouseResource) -> list[str]:
+    """Names of the models and seeds of OTHER dbt assets that the selected models read, directly or through
+    each other, and that do not exist in the warehouse yet."""
+    own = {spec.metadata[UNIQUE_ID] for spec in context.assets_def.specs}
+    nodes = manifest["nodes"]
+    def parents(node: Mapping[str, Any]) -> list[str]:
+        return (node.get("depends_on") or {}).get("nodes") or []  # a seed has none
+
+    pending = [parent for key in context.selected_asset_keys
+               for parent in parents(nodes[context.assets_def.get_asset_spec(key).metadata[UNIQUE_ID]])]
+    missing: list[str] = []
+    seen: set[str] = set()
+    with psycopg.connect(warehouse.dsn(), autocommit=True) as conn:
+        while pending:
+            unique_id = pending.pop()
+            node = nodes.get(unique_id)
+            if unique_id in seen or unique_id in own or node is None or node["resource_type"] not in ("model", "seed"):
+                continue
+            seen.add(unique_id)
+            relation = sql.Identifier(node["schema"], node.get("alias") or node["name"]).as_string(conn)
+            if conn.execute("SELECT to_regclass(%s)", (relation,)).fetchone()[0] is None:
+                missing.append(node["name"])
+                pending.extend(parents(node))
+    return sorted(missing)
+
+
+def _build_missing_parents(context: dg.AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource,
+                           connection: Mapping[str, str], dbt_vars: Mapping[str, Any], state: Path) -> None:
+    manifest = get_manifest_and_translator_from_dbt_assets([context.assets_def])[0]
+    missing = missing_parents(context, manifest, warehouse)
+    if not missing:
+        return
+    context.log.warning(f"fresh warehouse: {', '.join(missing)} (built by another dbt job) do not exist yet; "
+                        "building them first")
+    target = Path(tempfile.mkdtemp(prefix=f"parents-{context.run.run_id[:8]}-", dir=target_root()))
+    if state.exists():
+        shutil.copyfile(state, target / PARTIAL_PARSE)
+    # no window: an incremental parent is built whole, as any first build of it is; models and seeds only
+    # (their tests run with the job that owns them)
+    with environment({**connection, WINDOW_START_VAR: "", WINDOW_END_VAR: ""}):
+        dbt.cli(["build", "--resource-type", "model", "--resource-type", "seed", "--select", " ".join(missing),
+                 "--vars", json.dumps(dbt_vars, sort_keys=True)], target_path=target).wait()
     shutil.rmtree(target, ignore_errors=True)
 
 
