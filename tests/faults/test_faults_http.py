@@ -107,3 +107,25 @@ def test_a_body_cut_on_every_retry_fails_the_scope_as_transient_and_the_rerun_co
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
     leaks(pipeline, dagster_env, server_log)
+
+
+def test_one_forbidden_ad_account_fails_alone_while_the_others_load_and_the_rerun_restores_it(
+        pipeline, dagster_env, warehouse_url, server_log):
+    sandbox = pipeline.sandbox
+    assert pipeline.scheduled("meta_hierarchy_hourly").success
+    pipeline.meta.script(forbidden_accounts=[DENVER])  # the token lost access to one account
+    first = pipeline.scheduled("meta_insights_hourly")
+    assert sorted(failed_scopes(first, ADS_INSIGHTS)) == [f"{DENVER} {d}" for d in DAYS]
+    assert sync_story(warehouse_url, "meta", "ads_insights", first.run_id)["success"] == 4
+    loaded = {a for (a,) in pipeline.rows("SELECT DISTINCT account_id FROM raw_meta.ads_insights")}
+    assert DENVER not in loaded and len(loaded) == 2  # the others' data is in
+    severity, message = pipeline.open_alerts()["check:meta/ads_insights:all_scopes_loaded"]
+    assert severity == "critical" and DENVER in message
+
+    pipeline.meta.script(forbidden_accounts=[])
+    rerun = pipeline.scheduled("meta_insights_hourly")
+    assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
+    assert assert_meta_truth(pipeline, *DAYS) > 0
+    assert_no_duplicate_keys(warehouse_url)
+    assert "check:meta/ads_insights:all_scopes_loaded" not in pipeline.open_alerts()
+    leaks(pipeline, dagster_env, server_log)
