@@ -5,6 +5,10 @@ It is the host's clock, unless ADPIPELINE_CLOCK_URL names a clock to follow — 
 `/_admin/clock`, set by the stack (demo, dev) and the tests when the sources point at the sandbox, whose
 clock is usually not the wall clock (tests freeze it on a fixed day).
 
+`sleep(seconds)` waits in the pipeline's time: on the host's clock, except while following a clock that is
+frozen (the tests' sandbox), where waiting moves that clock forward instead — a rate-limit block or a quota
+reset announced in the followed clock's time then ends without wall time passing, as it would in production.
+
 `system_now()` is the host's clock itself, for what is stamped by the host rather than by the pipeline:
 Dagster's own records (daemon heartbeats, ticks, run times), google-auth's token expiry, and the
 sandbox's clock when it runs with real time.
@@ -15,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 CLOCK_URL_ENV = "ADPIPELINE_CLOCK_URL"
@@ -38,16 +43,38 @@ def now() -> datetime:
     return _remote(url) if url else system_now()
 
 
-def _remote(url: str) -> datetime:
+def sleep(seconds: float) -> None:
+    """Wait `seconds` of the pipeline's time (see the module docstring)."""
+    import requests
+
+    url = os.environ.get(CLOCK_URL_ENV)
+    if url and seconds > 0:
+        try:
+            if _followed(url).get("running") is False:
+                _followed(url, {"advance_seconds": seconds})
+                return
+        except (requests.RequestException, ValueError):
+            pass  # the clock is gone: wait on the host's, as a retry must wait somehow
+    time.sleep(seconds)
+
+
+def _followed(url: str, advance: dict | None = None) -> dict:
+    """The followed clock's answer ({"now", "running"}), after moving it when `advance` is given."""
     import requests
 
     session = getattr(_local, "session", None)
     if session is None:  # one keep-alive session per thread: a clock read is a local round trip, ~1 ms
         session = _local.session = requests.Session()
+    answer = session.post(url, json=advance, timeout=10) if advance else session.get(url, timeout=10)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _remote(url: str) -> datetime:
+    import requests
+
     try:
-        answer = session.get(url, timeout=10)
-        answer.raise_for_status()
-        value = answer.json()["now"]
+        value = _followed(url)["now"]
     except (requests.RequestException, ValueError, KeyError) as exc:
         if url in _offsets:  # keep time going (a failure must still be stamped) from the last known answer
             log.warning("the clock at %s did not answer (%s); continuing from its last known time",

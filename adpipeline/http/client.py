@@ -102,7 +102,7 @@ class ApiClient:
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = clock.sleep,
         rng: random.Random | None = None,
     ) -> None:
         install_log_redaction()  # any process that talks to an API gets masked logs

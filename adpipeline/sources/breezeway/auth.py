@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -65,7 +64,7 @@ class BreezewayAuth:
         *,
         missing_credentials: str = "client credentials are not configured",
         clock: Callable[[], datetime] = pipeline_clock.now,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = pipeline_clock.sleep,
         margin: timedelta = REFRESH_MARGIN,
         min_interval: timedelta = AUTH_MIN_INTERVAL,
     ) -> None:
