@@ -252,3 +252,18 @@ def test_data_is_determined_by_the_seed_and_generated_lazily_at_scale(sandbox):
         assert time.monotonic() - started < 10
     with SandboxProcess(seed=7) as other:
         assert truth(other, LONDON, "2026-11-05") != first
+
+
+def test_scripted_extra_accounts_are_listed_and_serve_insights(sandbox: SandboxProcess) -> None:
+    listed, _ = follow(sandbox, "me/adaccounts", fields="id,timezone_name")
+    assert len(listed) == 4
+    script(sandbox, extra_accounts=10)
+    listed, _ = follow(sandbox, "me/adaccounts", fields="id,timezone_name")
+    extra = [row["id"] for row in listed[4:]]
+    assert extra == [f"act_1000000000000{n}" for n in range(11, 21)]
+    rows, _ = follow(sandbox, "act_100000000000020/insights", **insights_params("2026-11-20", "2026-11-22"),
+                     limit=500)
+    assert rows and rows == truth(sandbox, "act_100000000000020", "2026-11-20", "2026-11-22")
+    assert {row["date_start"] for row in rows} == {"2026-11-20", "2026-11-21", "2026-11-22"}
+    requests.delete(f"{sandbox.base_url}/_admin/meta/script", timeout=10)
+    assert graph(sandbox, "act_100000000000020/insights", **insights_params("2026-11-22")).status_code == 400

@@ -21,9 +21,11 @@ Admin (under /_admin/meta, never counted or faulted):
     GET|POST|DELETE /script    {"limits": {...}, "forbidden_accounts": [...], "drop": [{"account_id", "date"}],
                                 "skew": [{"account_id", "date", "factor"}], "max_page_rows": n,
                                 "sync_max_cells": n, "page_quirks": bool,
-                                "purchase_types": {"act_..": ["offsite_conversion.fb_pixel_purchase", ..]}}
+                                "purchase_types": {"act_..": ["offsite_conversion.fb_pixel_purchase", ..]},
+                                "extra_accounts": n}
                                 (POST merges, DELETE resets; purchase_types: the action types an account
-                                reports its purchases under, overriding its own setup)
+                                reports its purchases under, overriding its own setup; extra_accounts: n alike
+                                accounts act_1000000000000{11..} of 50 ads each at scale 1, for benchmarks)
     POST /tokens               {"access_token", "expires_at": iso|null (never), "data_access_expires_at": iso|null,
                                 "scopes": [...], "status": "valid"|..., "type": "USER"|"SYSTEM_USER"}
     GET  /tokens               every token's expiry, scopes, status and type (token values masked)
@@ -59,8 +61,7 @@ from adpipeline.sandbox.meta.insights import (
 )
 from adpipeline.sandbox.meta.limits import RATE_LIMIT_SUBCODE, RateLimiter
 from adpipeline.sandbox.meta.world import (
-    ACCOUNTS,
-    ACCOUNTS_BY_NUMBER,
+    EXTRA_ACCOUNTS_MAX,
     RETIRED_WINDOWS,
     WINDOWS,
     Account,
@@ -70,6 +71,7 @@ from adpipeline.sandbox.meta.world import (
     uniforms,
     world,
 )
+from adpipeline.sandbox.meta.world import accounts as with_extra_accounts
 from adpipeline.http import fastjson
 from adpipeline.sandbox.state import SandboxState, format_datetime, parse_datetime
 
@@ -149,10 +151,11 @@ class Script:
     sync_max_cells: int = 2_000_000  # days x ads above which a synchronous insights call times out
     page_quirks: bool = True
     purchase_types: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account id -> reported types
+    extra_accounts: int = 0  # alike accounts act_1000000000000{11..}, visible to the demo token (benchmarks)
 
     def update(self, body: dict[str, Any]) -> None:
         known = {"limits", "forbidden_accounts", "drop", "skew", "max_page_rows", "sync_max_cells", "page_quirks",
-                 "purchase_types"}
+                 "purchase_types", "extra_accounts"}
         unknown = set(body) - known
         if unknown:
             raise ValueError(f"unknown script keys {sorted(unknown)}; known: {sorted(known)}")
@@ -168,6 +171,11 @@ class Script:
                 setattr(self, name, max(1, int(body[name])))
         if "page_quirks" in body:
             self.page_quirks = bool(body["page_quirks"])
+        if "extra_accounts" in body:
+            extra = int(body["extra_accounts"])
+            if not 0 <= extra <= EXTRA_ACCOUNTS_MAX:
+                raise ValueError(f"extra_accounts must be 0..{EXTRA_ACCOUNTS_MAX}")
+            self.extra_accounts = extra
         if "purchase_types" in body:
             self.purchase_types = {str(a): tuple(str(t) for t in types)
                                    for a, types in body["purchase_types"].items()}
@@ -181,6 +189,7 @@ class Script:
             "sync_max_cells": self.sync_max_cells,
             "page_quirks": self.page_quirks,
             "purchase_types": {a: list(t) for a, t in sorted(self.purchase_types.items())},
+            "extra_accounts": self.extra_accounts,
         }
 
 
@@ -279,10 +288,17 @@ class MetaSandbox:
                              f" The current time is {_fb_clock(now)}.", subcode=463)
         return info
 
+    @property
+    def accounts(self) -> tuple[Account, ...]:
+        return with_extra_accounts(self.script.extra_accounts)
+
+    def find_account(self, value: str) -> Account | None:
+        """The account with this id (`act_...`) or number, if it exists."""
+        return next((a for a in self.accounts if value in (a.id, a.account_id)), None)
+
     def account(self, raw_id: str, token: TokenInfo) -> Account:
-        number = int(raw_id[-2:]) if raw_id.isdigit() and raw_id.startswith("10000000000000") else None
-        account = ACCOUNTS_BY_NUMBER.get(number) if number is not None else None
-        if account is None or account.account_id != raw_id:
+        account = self.find_account(raw_id) if raw_id.isdigit() else None
+        if account is None:
             raise _unknown_object(f"act_{raw_id}")
         if account.id in self.script.forbidden_accounts or not set(token.scopes) & {"ads_read", "ads_management"}:
             raise GraphError(200, "(#200) Ad account owner has NOT grant ads_management or ads_read permission",
@@ -472,7 +488,7 @@ def routes(state: SandboxState) -> list[BaseRoute]:
     async def ad_accounts(request: Request, params: dict[str, str], token: TokenInfo, account: None) -> Any:
         fields = _fields(params, ACCOUNT_FIELDS, ("id",), "User")
         limit = _int_param(params, "limit", 25)
-        visible = [a for a in ACCOUNTS if a.id not in sandbox.script.forbidden_accounts]
+        visible = [a for a in sandbox.accounts if a.id not in sandbox.script.forbidden_accounts]
 
         def rows(position: Position) -> Iterator[tuple[Position, dict]]:
             for index in range(position[1], len(visible)):
@@ -865,7 +881,7 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
     async def insights(request: Request) -> JSONResponse:
         q = request.query_params
         try:
-            account = _admin_account(q.get("account_id", ""))
+            account = _admin_account(sandbox, q.get("account_id", ""))
             now = state.now()
             params = {
                 "level": q.get("level", "ad"), "time_increment": q.get("time_increment", "1"),
@@ -884,7 +900,7 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
     async def entities(request: Request) -> JSONResponse:
         q = request.query_params
         try:
-            account = _admin_account(q.get("account_id", ""))
+            account = _admin_account(sandbox, q.get("account_id", ""))
             kind = q["kind"]
             if kind not in ENTITY_FIELDS:
                 raise KeyError(kind)
@@ -901,8 +917,8 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
     ]
 
 
-def _admin_account(value: str) -> Account:
-    for account in ACCOUNTS:
-        if value in (account.id, account.account_id):
-            return account
+def _admin_account(sandbox: MetaSandbox, value: str) -> Account:
+    account = sandbox.find_account(value)
+    if account is not None:
+        return account
     raise GraphError(100, f"unknown ad account {value!r}")

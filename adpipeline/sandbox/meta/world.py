@@ -72,6 +72,19 @@ ACCOUNTS: tuple[Account, ...] = (
     Account(4, "Sandbox Legacy Outlet", "America/New_York", "USD", 8, account_status=101),
 )
 ACCOUNTS_BY_NUMBER = {a.number: a for a in ACCOUNTS}
+# Scripted extra accounts (benchmarks of many accounts): alike, 50 ads each at scale 1.0, numbered from 11.
+EXTRA_ACCOUNT_FIRST, EXTRA_ACCOUNTS_MAX, EXTRA_ACCOUNT_ADS = 11, 89, 50
+
+
+@lru_cache(maxsize=None)
+def extra_account(number: int) -> Account:
+    return Account(number, f"Sandbox Portfolio {number - EXTRA_ACCOUNT_FIRST + 1:02d}", "America/Jamaica", "USD",
+                   EXTRA_ACCOUNT_ADS)
+
+
+def accounts(extra: int = 0) -> tuple[Account, ...]:
+    """The fixed accounts plus `extra` scripted ones."""
+    return ACCOUNTS + tuple(extra_account(EXTRA_ACCOUNT_FIRST + i) for i in range(extra))
 
 
 @lru_cache(maxsize=None)
