@@ -47,6 +47,27 @@ def test_every_check_has_a_description():
     assert [n.key for n in nodes if not n.description] == []
 
 
+def test_every_source_asset_carries_its_source_kind():
+    """The catalog's kind filter finds each API's assets: meta, breezeway, ga4 (beside python and postgres)."""
+    graph = load_defs().resolve_asset_graph()
+    wrong = [(key.to_user_string(), sorted(graph.get(key).kinds)) for key in graph.get_all_asset_keys()
+             if key.path[0] in ("meta", "breezeway", "ga4") and key.path[0] not in graph.get(key).kinds]
+    assert wrong == []
+
+
+def test_check_descriptions_name_only_the_levels_their_threshold_has():
+    """Descriptions come from the thresholds table: a daily feed has no WARN level, so none is described."""
+    from adpipeline.monitoring import thresholds as T
+
+    nodes = {n.key.to_user_string(): n.description for n in load_defs().resolve_asset_graph().asset_check_nodes}
+    assert [k for k, d in nodes.items() if "None" in d] == []
+    assert nodes["breezeway/people:lateness"].endswith(": ERROR above 25 h.")
+    assert nodes["breezeway/reservations:lateness"].endswith(": WARN above 2 h, ERROR above 4 h.")
+    assert nodes["ga4/traffic_acquisition:lateness"].endswith(f": {T.GA4_LATENESS.limits()}.")
+    assert "WARN below 14 days, ERROR below 7 days" in nodes["meta/access_token:token_lifetime"]
+    assert "ERROR when expired" in nodes["meta/access_token:token_data_access"]
+
+
 def test_definitions_load_without_database_network_or_environment():
     # No warehouse, no credentials, an unreachable DSN: loading must still work and be quick.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("META_", "BREEZEWAY_", "GA4_", "ADPIPELINE_"))}

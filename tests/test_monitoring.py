@@ -130,7 +130,22 @@ def feed() -> None:
     """A stand-in asset."""
 
 
-def test_check_results_raise_and_resolve_alerts(instance, conn):
+@pytest.fixture(params=["postgres", "sqlite"])
+def any_instance(request, tmp_path):
+    """The project's instance (dagster-postgres) and the one a plain `dagster dev` makes in an empty DAGSTER_HOME
+    (SQLite, run-sharded event log: it refuses cross-run event queries by storage id)."""
+    if request.param == "postgres":
+        yield request.getfixturevalue("instance")
+        return
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    with dg.DagsterInstance.local_temp(str(tmp_path)) as inst:
+        assert type(inst.event_log_storage) is SqliteEventLogStorage
+        yield inst
+
+
+def test_check_results_raise_and_resolve_alerts(any_instance, conn):
+    instance = any_instance
     conn.execute("DELETE FROM ops.alerts WHERE asset_key = 't_mon/feed'")
     conn.commit()
     outcome = {"passed": False}

@@ -306,10 +306,8 @@ def lateness_check(asset_key, *, source: str, entity: str, scopes: Sequence[str]
         return evaluate_lateness(last_successes(conn, source, entity), scopes=scopes, cron=cron, timezone=timezone,
                                  threshold=threshold, now=now, what=what)
 
-    limits = _limits(threshold)
     return build_check(asset_key, name, f"Lateness against cadence '{cron}' ({timezone}) from ops.etl_sync_log: "
-                       f"WARN above {limits['warn_threshold_hours']} h, ERROR above {limits['error_threshold_hours']} h.",
-                       evaluate, scheduled=True, **kw)
+                       f"{threshold.limits()}.", evaluate, scheduled=True, **kw)
 
 
 def all_scopes_loaded_check(asset_key, *, source: str, entity: str, scopes: Sequence[str],
@@ -338,13 +336,13 @@ def meta_style_token_checks(asset_key, *, platform: str, scope: str, api: Callab
 
     what = f"{platform} token ({scope})"
     return [
-        build_check(asset_key, "token_lifetime", "Token lifetime left: WARN below 14 days, ERROR below 7 days or "
+        build_check(asset_key, "token_lifetime", f"Token lifetime left: {T.META_TOKEN_LIFETIME.limits()}, or "
                     "expired.", lambda conn, now: evaluate_token_lifetime(token(conn), now, what), scheduled=True, **kw),
-        build_check(asset_key, "token_data_access", "Data-access expiry: WARN below 14 days, ERROR when expired.",
+        build_check(asset_key, "token_data_access", f"Data-access expiry: {T.META_DATA_ACCESS.limits()}.",
                     lambda conn, now: evaluate_data_access(token(conn), now, what), scheduled=True, **kw),
         build_check(asset_key, "token_refresh_attempt", "WARN when the last refresh attempt failed while the token "
                     "is still valid.", lambda conn, now: evaluate_refresh_attempt(token(conn), what), scheduled=True, **kw),
-        build_check(asset_key, "token_job_ran", "ERROR when the token job has not run for more than 2 hours.",
+        build_check(asset_key, "token_job_ran", f"When the token job last ran: {T.TOKEN_REFRESH_JOB_GAP.limits()}.",
                     lambda conn, now: evaluate_refresh_job_ran(token(conn), now, what), scheduled=True, **kw),
     ]
 

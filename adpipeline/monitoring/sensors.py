@@ -3,15 +3,20 @@ alerts (adpipeline/monitoring/alerts.py), and `alert_delivery` sends them throug
 
 Asset checks produce every signal; Dagster (OSS) alerts on none of them by itself, and run-failure
 sensors never see non-blocking check failures (dagster #29896), so `check_alerts` reads the
-ASSET_CHECK_EVALUATION events of every run (a cursor over the event log). Only the LATEST evaluation per
-check (and partition) among the events read counts: a first start on an instance with history alerts on the
-current state, never on replayed history (300 old evaluations are not 16 alerts and 16 resolutions).
-`freshness_alerts` reads the freshness daemon's FRESHNESS_STATE_CHANGE events the same way; the run-status
-sensors start from "now" on their first tick (Dagster's own behaviour), so they replay nothing either.
+ASSET_CHECK_EVALUATION events of every run updated since its cursor. It asks the run storage for those runs
+and each run's event log for its evaluations: queries every instance storage answers, including the
+run-sharded SQLite event log of a plain `dagster dev` (which refuses cross-run event queries by storage id).
+Only the LATEST evaluation per check (and partition) among the events read counts: a first start on an
+instance with history alerts on the current state, never on replayed history (300 old evaluations are not
+16 alerts and 16 resolutions); raising and resolving are idempotent, so reading a run twice is harmless.
+`freshness_alerts` reads the freshness daemon's FRESHNESS_STATE_CHANGE events by storage id (asset events sit in
+the index shard on SQLite too); the run-status sensors start from "now" on their first tick (Dagster's own
+behaviour), so they replay nothing either.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -73,6 +78,43 @@ def _latest_per_key(context: dg.SensorEvaluationContext, event_type: dg.DagsterE
     return cursor, read, latest
 
 
+RUN_PAGE = 200  # runs read per tick; the cursor keeps the rest for the next one
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+def _check_evaluations_since(context: dg.SensorEvaluationContext) -> tuple[str, int, dict[str, tuple[str, object]]]:
+    """(new cursor, evaluations read, {dedupe key: (run id, newest evaluation)}) over the runs updated since the
+    cursor. The cursor is the last update time read plus the runs read at exactly that time (the filter is
+    "updated after", so it re-asks from just before it); a run updated again later (it finished) is read again."""
+    try:
+        state = json.loads(context.cursor) if context.cursor else {}
+    except ValueError:
+        state = {}  # a cursor of the former event-log implementation: start from the current state
+    state = state if isinstance(state, dict) else {}
+    after = datetime.fromisoformat(state["updated_after"]) if state.get("updated_after") else None
+    seen_at_cursor = set(state.get("runs", []))
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(updated_after=after - _JUST_BEFORE) if after else None,
+        order_by="update_timestamp", ascending=True, limit=RUN_PAGE)
+    latest: dict[str, tuple[float, str, object]] = {}
+    read = 0
+    for record in records:
+        if record.update_timestamp == after and record.dagster_run.run_id in seen_at_cursor:
+            continue
+        for entry in context.instance.all_logs(record.dagster_run.run_id,
+                                               of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+            evaluation = entry.dagster_event.event_specific_data
+            key = _check_dedupe(evaluation)
+            read += 1
+            if key not in latest or entry.timestamp >= latest[key][0]:
+                latest[key] = (entry.timestamp, entry.run_id, evaluation)
+    if records:
+        last = records[-1].update_timestamp
+        at_last = {r.dagster_run.run_id for r in records if r.update_timestamp == last}
+        state = {"updated_after": last.isoformat(), "runs": sorted(at_last | (seen_at_cursor if last == after else set()))}
+    return json.dumps(state), read, {key: (run_id, evaluation) for key, (_, run_id, evaluation) in latest.items()}
+
+
 def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
     config = config or AlertsConfig()
 
@@ -80,11 +122,10 @@ def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinitio
                description="Raises an alert when a check's latest evaluation fails (critical for ERROR, warning for "
                            "WARN) and resolves it when it passes again; deduplicated per check and partition.")
     def _sensor(context: dg.SensorEvaluationContext, warehouse: WarehouseResource) -> dg.SkipReason:
-        cursor, read, latest = _latest_per_key(context, dg.DagsterEventType.ASSET_CHECK_EVALUATION, _check_dedupe)
+        cursor, read, latest = _check_evaluations_since(context)
         raised = resolved = 0
         with warehouse.connection() as conn:
-            for dedupe, record in latest.items():
-                evaluation = record.event_log_entry.dagster_event.event_specific_data
+            for dedupe, (run_id, evaluation) in latest.items():
                 key = evaluation.asset_check_key
                 summary = evaluation.metadata.get("summary")
                 text = summary.value if summary is not None else (evaluation.description or "")
@@ -96,10 +137,10 @@ def check_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinitio
                 raised += raise_alert(conn, Alert(
                     severity=severity, signal="asset_check", dedupe_key=dedupe,
                     title=f"check {key.name} failed on {asset}", message=text or "check failed", asset_key=asset,
-                    source=key.asset_key.path[0], dagster_run_id=record.run_id, action=check_action(key.name),
+                    source=key.asset_key.path[0], dagster_run_id=run_id, action=check_action(key.name),
                     link=_ui(config, f"assets/{asset}?view=checks"),
                 ), config.sinks)
-        context.update_cursor(str(cursor))
+        context.update_cursor(cursor)
         return dg.SkipReason(f"{read} check evaluation(s), {len(latest)} check(s): {raised} alert(s) raised, "
                              f"{resolved} resolved")
 

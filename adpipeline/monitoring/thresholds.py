@@ -36,6 +36,30 @@ class Threshold:
             return "WARN"
         return None
 
+    def limits(self) -> str:
+        """The levels this signal has, in words, for check descriptions: 'WARN above 2 h, ERROR above 4 h',
+        'ERROR above 25 h', 'WARN below 14 days, ERROR below 7 days', 'WARN below 90 %'."""
+        word = "above" if self.kind == "age" else "below"
+        parts = []
+        for level, limit in (("WARN", self.warn), ("ERROR", self.error)):
+            if limit is None:
+                continue
+            if self.kind == "remaining" and limit == timedelta(0):
+                parts.append(f"{level} when expired")
+            else:
+                parts.append(f"{level} {word} {_amount(limit)}")
+        return ", ".join(parts)
+
+
+def _amount(limit: timedelta | float) -> str:
+    if not isinstance(limit, timedelta):
+        return f"{limit:.0%}".replace("%", " %")
+    if limit >= 2 * timedelta(days=1) and limit % timedelta(days=1) == timedelta(0):
+        return f"{limit // timedelta(days=1)} days"
+    if limit % timedelta(hours=1) == timedelta(0):
+        return f"{limit // timedelta(hours=1)} h"
+    return f"{limit // timedelta(minutes=1)} min"
+
 
 H = timedelta(hours=1)
 D = timedelta(days=1)

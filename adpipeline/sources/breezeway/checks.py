@@ -139,7 +139,7 @@ def build_checks(config: SourcesConfig, *, clock: Callable[[], datetime] = pipel
         checks.append(all_scopes_loaded_check(key, source=SOURCE, entity=entity, scopes=regions, clock=clock))
         checks.append(build_check(
             key, "row_count_guard", "Rows seen by the latest full reconciliation against the previous one, per "
-            "region: WARN below 90 %, ERROR below 50 % (a mass disappearance upstream, not routine deletions).",
+            f"region: {T.FULL_RECONCILIATION_ROW_RATIO.limits()} (a mass disappearance upstream, not routine deletions).",
             lambda conn, now, entity=entity: evaluate_row_count_guard(conn, entity, regions, f"breezeway/{entity}"),
             clock=clock))
     return checks

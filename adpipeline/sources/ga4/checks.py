@@ -147,7 +147,7 @@ def build_checks(config: SourcesConfig, reports: Sequence[Report], *, clock=None
     first = asset_key(reports[0])
     checks.append(build_check(
         first, "quota_headroom",
-        f"WARN when a property has less than {T.GA4_QUOTA_HEADROOM.warn:.0%} of its daily GA4 tokens left "
+        f"Share of its daily GA4 tokens a property has left: {T.GA4_QUOTA_HEADROOM.limits()} "
         "(latest propertyQuota reading; the quota resets at midnight Pacific).",
         lambda conn, now: evaluate_quota_headroom(latest_quota(conn), scopes=scopes, now=now,
                                                   tokens_per_day=config.ga4.tokens_per_day), **extra))
