@@ -268,7 +268,9 @@ def test_a_region_with_bad_credentials_fails_alone_and_is_reported(loaded: Loade
     assert [code for code, r in results.items() if not r.success] == ["mammoth"]
     failure = next(e for e in results["mammoth"].all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.user_failure_data.description
-    assert message.startswith("breezeway mammoth") and "re-authenticate" in message and bad not in message
+    assert message.startswith("breezeway/reservations: 1 of 1 scope(s) failed (nothing loaded): mammoth: "
+                              "breezeway mammoth")
+    assert "re-authenticate" in message and "Action: " in message and bad not in message
     last = dict(conn.execute("SELECT DISTINCT ON (scope) scope, status FROM ops.etl_sync_log WHERE source = 'breezeway'"
                              " AND entity = 'reservations' ORDER BY scope, started_at DESC").fetchall())
     assert last == {code: "failed" if code == "mammoth" else "success" for code in REGIONS}
@@ -427,9 +429,25 @@ def test_a_failing_property_keeps_the_others_tasks_and_is_reported(loaded: Loade
                                      "status": 400, "body": {"message": "Invalid home"}, "count": None})
     loaded.sandbox.admin.advance(3600)
     result = loaded.run(region, TASKS_KEY)
-    assert result.success  # the healthy properties' tasks flow on...
-    meta = metadata(result, TASKS_KEY)
+    # the step fails naming the region, the property and the action: the run is red, run-failure alerts fire
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.user_failure_data
+    assert failure.description.startswith("breezeway/tasks: 1 of 1 scope(s) failed, 1 of them partial "
+                                          "(1 committed and recorded)")
+    assert f"{region}: partial: tasks of 1 of" in failure.description and str(property_id) in failure.description
+    assert "Action: " in failure.description and "rerun the region's partition" in failure.description
+    # ...while the healthy properties' tasks committed and their materialization is recorded (the marts sensor
+    # rebuilds from it), in the one metadata shape of every source
+    records = loaded.instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    [event] = [r.event_log_entry.asset_materialization for r in records]
+    assert event.asset_key == TASKS_KEY and event.partition == region
+    meta = {k: v.value for k, v in event.metadata.items()}
     assert meta["failed_properties"] == [property_id] and meta["sync_type"] == "incremental"
+    assert meta["partial_scopes"] == [region] and meta["failed_scopes"] == [] and meta["scopes_loaded"] == 1
+    # one sync-log row for the attempt, first-class `partial` (not a success row plus a failed one)
+    rows = conn.execute("SELECT status, error, records_processed FROM ops.etl_sync_log WHERE source = 'breezeway'"
+                        " AND entity = 'tasks' AND dagster_run_id = %s", (result.run_id,)).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "partial" and str(property_id) in rows[0][1] and rows[0][2] > 0
     check = loaded.checks("all_scopes_loaded")["tasks.all_scopes_loaded"]  # ...and the gap is reported
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and region in check.description
     assert str(property_id) in check.metadata["errors"].value[region]
