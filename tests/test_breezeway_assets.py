@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.cli import token_rows
 from adpipeline.config import BreezewayRegion, get_config
+from adpipeline.monitoring.sensors import run_failure_alert_sensor
 from adpipeline.sandbox.breezeway import demo_environment
 from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.assets import (
@@ -451,6 +452,18 @@ def test_a_failing_property_keeps_the_others_tasks_and_is_reported(loaded: Loade
     check = loaded.checks("all_scopes_loaded")["tasks.all_scopes_loaded"]  # ...and the gap is reported
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and region in check.description
     assert str(property_id) in check.metadata["errors"].value[region]
+    # the run-failure alert carries the same sentence
+    conn.execute("UPDATE ops.alerts SET resolved_at = now() WHERE dedupe_key = 'run_failure:job' AND resolved_at IS NULL")
+    conn.commit()
+    run = loaded.instance.get_run_by_id(result.run_id)
+    event = loaded.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    sensor = run_failure_alert_sensor()
+    sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_instance=loaded.instance,
+                                              dagster_run=run, resources={"warehouse": loaded.resources["warehouse"]}
+                                              ).for_run_failure())
+    [(severity, message)] = conn.execute("SELECT severity, message FROM ops.alerts WHERE dagster_run_id = %s",
+                                         (run.run_id,)).fetchall()
+    assert severity == "critical" and f"{region}: partial: tasks of 1 of" in message and "Action: " in message
     loaded.sandbox.admin.clear_faults()
     recovered = loaded.run(region, TASKS_KEY)  # after a partial run the next one is a full pass
     assert metadata(recovered, TASKS_KEY)["sync_type"] == "full" and metadata(recovered, TASKS_KEY)["failed_properties"] == []

@@ -21,6 +21,7 @@ import dagster as dg
 
 from adpipeline.http import ApiError, redact
 from adpipeline.warehouse.loader import LoadResult
+from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.sync_log import Sync, SyncInProgress
 
 MAX_NAMED = 10  # failed scopes named in the failure message; every one is in the metadata
@@ -37,7 +38,7 @@ def _retryable(error: BaseException) -> bool:
 class ScopeRunner:
     """Runs the scopes of one step (source, entity) and applies the policy above."""
 
-    def __init__(self, context: dg.AssetExecutionContext, warehouse: Any, *, source: str, entity: str, action: str,
+    def __init__(self, context: dg.AssetExecutionContext, warehouse: WarehouseResource, *, source: str, entity: str, action: str,
                  fatal: Callable[[BaseException], bool] = lambda error: False) -> None:
         self.context, self.warehouse, self.source, self.entity = context, warehouse, source, entity
         self.action, self.fatal = action, fatal
