@@ -26,12 +26,9 @@ def secrets_the_demo_held(url: str, home: Path, monkeypatch) -> set[str]:
     values |= {client_secret(region.company_id) for region in get_config().breezeway.regions}
     monkeypatch.setenv("ADPIPELINE_HOME", str(home))
     monkeypatch.setenv("ADPIPELINE_WAREHOUSE_URL", url)
-    store = TokenStore(url)
-    with psycopg.connect(url) as conn:
-        scopes = conn.execute("SELECT platform, scope FROM ops.platform_tokens").fetchall()
-    assert {platform for platform, _ in scopes} >= {"meta", "breezeway", "ga4"}
-    for platform, scope in scopes:
-        token = store.get(platform, scope)
+    tokens = TokenStore(url).all()  # every row, of every API (the store is keyed by the API too)
+    assert {token.platform for token in tokens} >= {"meta", "breezeway", "ga4"}
+    for token in tokens:
         values |= {v for v in (token.access_token, token.refresh_token) if v}
     return values
 
