@@ -21,6 +21,7 @@ from psycopg.types.json import Jsonb
 from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.cli import token_rows
 from adpipeline.config import BreezewayRegion, get_config
+from adpipeline.monitoring.sensors import run_failure_alert_sensor
 from adpipeline.sandbox.breezeway import demo_environment
 from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.assets import (
@@ -268,7 +269,9 @@ def test_a_region_with_bad_credentials_fails_alone_and_is_reported(loaded: Loade
     assert [code for code, r in results.items() if not r.success] == ["mammoth"]
     failure = next(e for e in results["mammoth"].all_events if e.event_type_value == "STEP_FAILURE")
     message = failure.step_failure_data.user_failure_data.description
-    assert message.startswith("breezeway mammoth") and "re-authenticate" in message and bad not in message
+    assert message.startswith("breezeway/reservations: 1 of 1 scope(s) failed (nothing loaded): mammoth: "
+                              "breezeway mammoth")
+    assert "re-authenticate" in message and "Action: " in message and bad not in message
     last = dict(conn.execute("SELECT DISTINCT ON (scope) scope, status FROM ops.etl_sync_log WHERE source = 'breezeway'"
                              " AND entity = 'reservations' ORDER BY scope, started_at DESC").fetchall())
     assert last == {code: "failed" if code == "mammoth" else "success" for code in REGIONS}
@@ -427,12 +430,40 @@ def test_a_failing_property_keeps_the_others_tasks_and_is_reported(loaded: Loade
                                      "status": 400, "body": {"message": "Invalid home"}, "count": None})
     loaded.sandbox.admin.advance(3600)
     result = loaded.run(region, TASKS_KEY)
-    assert result.success  # the healthy properties' tasks flow on...
-    meta = metadata(result, TASKS_KEY)
+    # the step fails naming the region, the property and the action: the run is red, run-failure alerts fire
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data.user_failure_data
+    assert failure.description.startswith("breezeway/tasks: 1 of 1 scope(s) failed, 1 of them partial "
+                                          "(1 committed and recorded)")
+    assert f"{region}: partial: tasks of 1 of" in failure.description and str(property_id) in failure.description
+    assert "Action: " in failure.description and "rerun the region's partition" in failure.description
+    # ...while the healthy properties' tasks committed and their materialization is recorded (the marts sensor
+    # rebuilds from it), in the one metadata shape of every source
+    records = loaded.instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    [event] = [r.event_log_entry.asset_materialization for r in records]
+    assert event.asset_key == TASKS_KEY and event.partition == region
+    meta = {k: v.value for k, v in event.metadata.items()}
     assert meta["failed_properties"] == [property_id] and meta["sync_type"] == "incremental"
+    assert meta["partial_scopes"] == [region] and meta["failed_scopes"] == [] and meta["scopes_loaded"] == 1
+    # one sync-log row for the attempt, first-class `partial` (not a success row plus a failed one)
+    rows = conn.execute("SELECT status, error, records_processed FROM ops.etl_sync_log WHERE source = 'breezeway'"
+                        " AND entity = 'tasks' AND dagster_run_id = %s", (result.run_id,)).fetchall()
+    assert len(rows) == 1 and rows[0][0] == "partial" and str(property_id) in rows[0][1] and rows[0][2] > 0
     check = loaded.checks("all_scopes_loaded")["tasks.all_scopes_loaded"]  # ...and the gap is reported
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR and region in check.description
     assert str(property_id) in check.metadata["errors"].value[region]
+    # the run-failure alert carries the same sentence
+    conn.execute("UPDATE ops.alerts SET resolved_at = now() WHERE dedupe_key = 'run_failure:job' AND resolved_at IS NULL")
+    conn.commit()
+    run = loaded.instance.get_run_by_id(result.run_id)
+    event = loaded.instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    sensor = run_failure_alert_sensor()
+    sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_instance=loaded.instance,
+                                              dagster_run=run, resources={"warehouse": loaded.resources["warehouse"]}
+                                              ).for_run_failure())
+    [(severity, message)] = conn.execute("SELECT severity, message FROM ops.alerts WHERE dagster_run_id = %s",
+                                         (run.run_id,)).fetchall()
+    assert severity == "critical" and f"{region}: partial: tasks of 1 of" in message and "Action: " in message
     loaded.sandbox.admin.clear_faults()
     recovered = loaded.run(region, TASKS_KEY)  # after a partial run the next one is a full pass
     assert metadata(recovered, TASKS_KEY)["sync_type"] == "full" and metadata(recovered, TASKS_KEY)["failed_properties"] == []

@@ -160,6 +160,29 @@ def test_builders_run_as_standalone_checks_on_the_sync_log(warehouse_url, conn):
     assert all(not spec.blocking for c in checks for spec in c.check_specs)
 
 
+def test_a_partial_sync_fails_all_scopes_loaded_but_is_not_late(warehouse_url, conn):
+    """`partial`: the scope's healthy part landed (fresh, so not late) but part of it is missing (not loaded)."""
+    conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 't_checks'")
+    conn.execute(
+        "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, started_at, finished_at, error) VALUES"
+        " ('t_checks', 'a', 'feed', 'incremental', 'success', now() - interval '9 minutes', now() - interval '9 minutes', NULL),"
+        " ('t_checks', 'b', 'feed', 'full', 'partial', now() - interval '2 minutes', now(), 'tasks of 2 of 40 properties failed')"
+    )
+    conn.commit()
+    checks = [
+        lateness_check(["t_checks", "feed"], source="t_checks", entity="feed", scopes=["a", "b"], cron="*/10 * * * *",
+                       timezone="UTC", threshold=T.HOURLY_FEED_LATENESS),
+        all_scopes_loaded_check(["t_checks", "feed"], source="t_checks", entity="feed", scopes=["a", "b"]),
+    ]
+    result = dg.materialize([feed, *checks], resources={"warehouse": WarehouseResource()},
+                            selection=dg.AssetSelection.checks(*checks))
+    evaluations = _evaluations(result)
+    assert evaluations["lateness"].passed
+    loaded = evaluations["all_scopes_loaded"]
+    assert not loaded.passed and loaded.severity == dg.AssetCheckSeverity.ERROR
+    assert loaded.metadata["failed_scopes"].value == ["b"] and "2 of 40 properties" in loaded.metadata["errors"].value["b"]
+
+
 def test_token_checks_read_only_non_secret_columns(warehouse_url, conn, monkeypatch):
     conn.execute("DELETE FROM ops.platform_tokens WHERE platform = 't_tok'")
     conn.commit()

@@ -182,19 +182,23 @@ ga4:
 """)
     defs = build_defs(config)
     day = "2026-11-20"
+    instance = dg.DagsterInstance.ephemeral()
     both = dg.materialize(  # one run over the day for both properties (a range of partitions)
         list(defs.assets), resources={"warehouse": WarehouseResource(), **defs.resources}, selection=[LANDING_KEY],
         tags={"dagster/asset_partition_range_start": f"{day}|{RESORTS}",
-              "dagster/asset_partition_range_end": f"{day}|{PARTNER}"}, raise_on_error=False)
+              "dagster/asset_partition_range_end": f"{day}|{PARTNER}"}, raise_on_error=False, instance=instance)
     assert not both.success  # partial data is not a success...
     [failure] = both.get_step_failure_events()
     message = failure.step_failure_data.error.message
-    assert "1 of 2 scope(s) failed (1 loaded)" in message
+    assert "ga4/landing_page_events: 1 of 2 scope(s) failed (1 committed and recorded)" in message
     assert "properties/310000003" in message and "permission denied" in message and "not retried" in message
+    assert "Action: " in message and "rerun the failed (day, property) partitions" in message
     listed = {k: v.value for k, v in failure.step_failure_data.user_failure_data.metadata.items()}
-    assert listed["failed_scopes"] == [f"{PARTNER} {day}"] and listed["scopes_loaded"] == [f"{RESORTS} {day}"]
+    assert listed["failed_scopes"] == [f"{PARTNER} {day}"] and listed["scopes_loaded"] == 1
     loaded = conn.execute("SELECT count(*) FROM raw_ga4.landing_page_events WHERE property_id = %s", (RESORTS,))
-    assert loaded.fetchone()[0] > 0  # ...but the healthy property's data is in
+    assert loaded.fetchone()[0] > 0  # ...but the healthy property's data is in, and recorded as materialized
+    records = instance.get_records_for_run(both.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    assert [r.event_log_entry.asset_materialization.partition for r in records] == [f"{day}|{RESORTS}"]
 
     healthy = run(defs, RESORTS, day, checks=True)
     assert healthy.success and metadata(healthy)["report_rows"] > 0

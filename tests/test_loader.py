@@ -135,6 +135,18 @@ def test_successful_sync_commits_data_and_log_row_together(warehouse_url, conn, 
     assert len(snapshot(conn, table)) == 2
 
 
+def test_a_partial_sync_commits_its_data_as_one_partial_row_naming_what_is_missing(warehouse_url, conn, table):
+    with sync(source="t_bw", scope="smoky", entity=table.qualified, sync_type="incremental", run_id="run-p",
+              url=warehouse_url) as s:
+        s.load(table, rows_for("act_1", [1, 2], ["a"]))
+        s.partial = "tasks of 1 of 3 properties failed (properties [7]; access_token=secret-value)"
+    rows = conn.execute("SELECT status, records_processed, error FROM ops.etl_sync_log WHERE dagster_run_id = 'run-p'"
+                        ).fetchall()
+    assert len(rows) == 1 and rows[0][:2] == ("partial", 2)  # one row: no success row plus a failed one
+    assert "properties [7]" in rows[0][2] and "secret-value" not in rows[0][2]
+    assert len(snapshot(conn, table)) == 2  # the healthy part committed
+
+
 def test_exception_mid_load_leaves_the_table_as_it_was_and_the_log_row_failed(warehouse_url, conn, table):
     load(conn, table, rows_for("act_1", [1, 2], ["a"]))
     conn.commit()

@@ -35,6 +35,7 @@ class Meta:
     def __init__(self, sandbox: SandboxProcess, warehouse_url: str) -> None:
         self.sandbox = sandbox
         self.url = warehouse_url
+        self.instance = dg.DagsterInstance.ephemeral()  # keeps what a failed step recorded (scopes.py)
         self.defs = build_defs()  # its checks' clock is the pipeline's, which follows the sandbox's
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
@@ -52,7 +53,17 @@ class Meta:
             span = days if isinstance(days, dg.PartitionKeyRange) else dg.PartitionKeyRange(*days)
             tags = range_tags(span)
         return dg.materialize([*self.defs.assets, *self.defs.asset_checks], resources=self.resources,
-                              selection=selection, tags=tags, raise_on_error=False, run_config=run_config)
+                              selection=selection, tags=tags, raise_on_error=False, run_config=run_config,
+                              instance=self.instance)
+
+    def recorded(self, result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> list[dg.AssetMaterialization]:
+        """The run's materializations of `key` as stored, those a failed step recorded included."""
+        records = self.instance.get_records_for_run(result.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION)
+        return [m for m in (r.event_log_entry.asset_materialization for r in records.records) if m.asset_key == key]
+
+    def failure(self, result: dg.ExecuteInProcessResult, step: str) -> str:
+        return next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key == step
+                    ).step_failure_data.user_failure_data.description
 
     def check(self, *names: str, key: dg.AssetKey = ADS_INSIGHTS) -> dict[str, dg.AssetCheckEvaluation]:
         selection = dg.AssetSelection.checks(*(dg.AssetCheckKey(key, n) for n in names))
@@ -213,24 +224,38 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
                                     "body": {"error": {"code": 80000, "error_subcode": 2446079, "type": "OAuthException",
                                                        "message": "(#80000) There have been too many calls from this ad-account."}}}])
     result = meta.run(AD_ACCOUNTS, ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"))
-    assert result.success  # healthy scopes loaded: the run succeeds, and says what failed
-    info = metadata(result, ADS_INSIGHTS)
+    # the steps fail naming the failed scopes and the action: the run is red and run-failure alerts fire...
+    assert not result.success
+    message = meta.failure(result, "meta_insights")
+    assert message.startswith("meta/ads_insights: 6 of 9 scope(s) failed (3 committed and recorded): ")
+    assert f"{DENVER} 2026-11-20: " in message and f"{LONDON} 2026-11-22: " in message and "Action: " in message
+    assert meta.failure(result, "meta__ad_accounts").startswith("meta/ad_accounts: 1 of 3 scope(s) failed")
+    # ...while the healthy account's days committed and are recorded as materialized, in the shared shape
+    recorded = meta.recorded(result, ADS_INSIGHTS)
+    assert sorted(m.partition for m in recorded) == ["2026-11-20", "2026-11-21", "2026-11-22"]
+    assert {m.partition for m in meta.recorded(result, ACCOUNT_INSIGHTS)} == {"2026-11-20", "2026-11-21", "2026-11-22"}
+    info = {k: v.value for k, v in recorded[-1].metadata.items()}
+    assert info["scopes_loaded"] == 3 and info["partial_scopes"] == []
     assert info["failed_scopes"] == [f"{a} 2026-11-{d}" for a in (DENVER, LONDON) for d in (20, 21, 22)]
     assert "permission denied" in info["errors"][f"{DENVER} 2026-11-20"]
     assert "rate limited" in info["errors"][f"{LONDON} 2026-11-20"]
     assert info["errors"][f"{DENVER} 2026-11-21"].startswith("not attempted")
-    assert metadata(result, AD_ACCOUNTS)["failed_scopes"] == [DENVER]
-    logged = " ".join(str(e.message) for e in result.all_events) + repr(info)
+    [accounts] = meta.recorded(result, AD_ACCOUNTS)
+    assert accounts.metadata["failed_scopes"].value == [DENVER]
+    statuses = meta.rows("SELECT scope, window_start::text, status FROM ops.etl_sync_log WHERE entity = 'ads_insights'")
+    # per-scope rows only (a skipped day has none: it was never attempted)
+    assert sorted(statuses) == sorted([*((JAMAICA, f"2026-11-{d}", "success") for d in (20, 21, 22)),
+                                       (DENVER, "2026-11-20", "failed"), (LONDON, "2026-11-20", "failed")])
+    logged = " ".join(str(e.message) for e in result.all_events) + repr(info) + message
     assert "access_token=***" in repr(info) and DEMO_ACCESS_TOKEN not in logged  # errors name URLs, never the token
     assert {a for (a,) in meta.rows("SELECT DISTINCT account_id FROM raw_meta.ads_insights")} == {JAMAICA}
     # one call each for the failing accounts' insights: no retry storm against a limit that lasts 90 minutes
     calls = meta.sandbox.admin.requests()["by_path"]
     assert calls[f"GET /meta/v24.0/{LONDON}/insights"] == 1 and calls[f"GET /meta/v24.0/{DENVER}/insights"] == 1
-    checks = evaluations(result)
-    scopes_check = checks["meta/ads_insights:all_scopes_loaded"]
+    scopes_check = meta.check("all_scopes_loaded")["all_scopes_loaded"]  # the checks job's verdict
     assert not scopes_check.passed and scopes_check.severity == dg.AssetCheckSeverity.ERROR
     assert DENVER in scopes_check.description and LONDON in scopes_check.description
-    assert not checks["meta/ad_accounts:all_scopes_loaded"].passed
+    assert not meta.check("all_scopes_loaded", key=AD_ACCOUNTS)["all_scopes_loaded"].passed
 
     meta.script(forbidden_accounts=[])
     meta.sandbox.admin.clear_faults()
@@ -242,7 +267,7 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
 def test_a_failed_older_day_is_not_masked_by_a_later_success(meta):
     meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
     meta.script(forbidden_accounts=[DENVER])
-    assert meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False).success  # Denver's 3 days failed
+    assert not meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False).success  # Denver's 3 days failed
     meta.script(forbidden_accounts=[])
     assert meta.run(ADS_INSIGHTS, days=("2026-11-22", "2026-11-22"), checks=False).success  # only the 22nd again
     checks = meta.check("all_scopes_loaded", "completeness")

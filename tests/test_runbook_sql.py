@@ -184,3 +184,22 @@ def test_the_guides_token_status_query_agrees_with_tokens_status(case, conn):
         conn.rollback()
         conn.execute("DELETE FROM ops.platform_tokens")
         conn.commit()
+
+
+def test_a_partial_sync_is_a_failure_to_the_runbooks_queries(loaded, conn):
+    """A `partial` sync (the scope committed, some of its children failed) is what the runbooks call failed: their
+    own failure queries list it, and the views say it was partial."""
+    conn.execute("INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, started_at, finished_at,"
+                 " records_processed, error) VALUES ('breezeway', %s, 'tasks', 'full', 'partial', now(), now(), 10,"
+                 " 'tasks of 2 of 40 properties failed'), ('meta', 'act_1', 'ads_insights', 'restatement', 'partial',"
+                 " now(), now(), 5, 'partial')", (REGION,))
+    try:
+        queries = [sql for s in statements() for sql in expand(s)]
+        [daily] = [q for q in queries if "sync_status IN ('failed', 'running')" in q]
+        assert (REGION, "tasks", "failed") in [tuple(r[:3]) for r in run(conn, daily)[1]]
+        [meta_failures] = [q for q in queries if "WHERE status = 'failed'" in q and "marketing.etl_sync_log" in q]
+        assert [r[:3] for r in run(conn, meta_failures)[1]] == [("meta", "ads_insights", 1)]
+        assert conn.execute("SELECT sync_status, error_message FROM breezeway.etl_sync_log WHERE partial").fetchall() \
+            == [("failed", "tasks of 2 of 40 properties failed")]
+    finally:
+        conn.rollback()

@@ -57,10 +57,15 @@ def _worse(a: str | None, b: str | None) -> str | None:
 
 # -- sync-log signals ------------------------------------------------------------------------------
 
+NOT_LOADED = ("failed", "partial")  # sync-log statuses "all scopes loaded" reports: partial data is not success
+
+
 def last_successes(conn: psycopg.Connection, source: str, entity: str) -> dict[str, datetime]:
+    """scope -> when it last landed data: a `partial` sync counts (what it loaded is fresh; the gap is the
+    "all scopes loaded" check's to report, not lateness's)."""
     rows = conn.execute(
         "SELECT scope, max(finished_at) FROM ops.etl_sync_log"
-        " WHERE source = %s AND entity = %s AND status = 'success' GROUP BY scope",
+        " WHERE source = %s AND entity = %s AND status IN ('success', 'partial') GROUP BY scope",
         (source, entity),
     ).fetchall()
     return dict(rows)
@@ -87,7 +92,7 @@ def latest_attempts(conn: psycopg.Connection, source: str, entity: str, *, days_
         " WHERE source = %s AND entity = %s AND status <> 'running' AND window_start >= %s"
         " ORDER BY scope, window_start, finished_at DESC, id DESC", (source, entity, days_since),
     ).fetchall():
-        if status == "failed":
+        if status in NOT_LOADED:
             failed.setdefault(scope, []).append((day, error, finished))
         if scope not in newest or finished > newest[scope][2]:
             newest[scope] = (status, error, finished)
@@ -125,7 +130,7 @@ def evaluate_lateness(
 def evaluate_all_scopes_loaded(
     attempts: dict[str, tuple[str, str | None, datetime]], *, scopes: Sequence[str], what: str
 ) -> Evaluation:
-    failed = {s: attempts[s][1] for s in scopes if s in attempts and attempts[s][0] == "failed"}
+    failed = {s: attempts[s][1] for s in scopes if s in attempts and attempts[s][0] in NOT_LOADED}
     missing = [s for s in scopes if s not in attempts]
     metadata = {"expected_scopes": len(scopes), "failed_scopes": sorted(failed), "never_attempted": missing,
                 "errors": dg.MetadataValue.json({s: (e or "")[:300] for s, e in failed.items()})}

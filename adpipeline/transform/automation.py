@@ -1,6 +1,8 @@
 """dbt models refreshed after their sources land.
 
-A run-status sensor watches successful extraction runs and requests the matching dbt run:
+A run-status sensor watches successful extraction runs and requests the matching dbt run (a second one does
+the same for failed runs from what they did materialize: the per-scope runner fails a step when any scope
+failed, yet records the healthy scopes' materializations):
   - Meta insights over a partition range (hourly: yesterday+today; daily: the 28-day restatement) ->
     the Meta daily models over the SAME range, in one run, so restated days are rebuilt too (eager
     automation would only target the latest partition);
@@ -12,6 +14,7 @@ dbt runs one at a time (pool `dbt`), so a burst of source runs queues dbt runs i
 
 from __future__ import annotations
 
+from datetime import date
 
 import dagster as dg
 
@@ -22,7 +25,7 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 
 
 def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefinition,
-                     models: dg.AssetsDefinition) -> tuple[list, dg.SensorDefinition]:
+                     models: dg.AssetsDefinition) -> tuple[list, list[dg.SensorDefinition]]:
     meta_job = dg.define_asset_job("dbt_meta_daily_job", selection=[meta_daily], executor_def=LIGHT_EXECUTOR,
                                    description="dbt models on Meta insights for a partition range.",
                                    tags=api_tags("dbt"))
@@ -36,6 +39,20 @@ def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefini
     ga4_sources = {key for key in ga4_daily.dependency_keys if key not in ga4_daily.keys}
     model_sources = {key for key in models.dependency_keys if key not in models.keys}
 
+    def rebuilds(run_id: str, touched: set[dg.AssetKey], meta_range: tuple[str, str] | None,
+                 ga4_days: list[str]) -> list[dg.RunRequest]:
+        requests = []
+        if touched & meta_sources and meta_range:
+            requests.append(dg.RunRequest(run_key=f"meta:{run_id}", job_name=meta_job.name,
+                                          tags={RANGE_START: meta_range[0], RANGE_END: meta_range[1]}))
+        if touched & ga4_sources:
+            requests += [dg.RunRequest(run_key=f"ga4:{day}:{run_id}", job_name=ga4_job.name, partition_key=day)
+                         for day in ga4_days]
+        if touched & model_sources:
+            hour = int(clock.system_now().timestamp() // 3600)  # one rebuild per hour however many source runs finish
+            requests.append(dg.RunRequest(run_key=f"models:{hour}", job_name=models_job.name))
+        return requests
+
     @dg.run_status_sensor(name="marts_after_sources", run_status=dg.DagsterRunStatus.SUCCESS,
                           request_jobs=[meta_job, ga4_job, models_job], default_status=dg.DefaultSensorStatus.RUNNING,
                           minimum_interval_seconds=60,
@@ -43,21 +60,37 @@ def build_automation(meta_daily: dg.AssetsDefinition, ga4_daily: dg.AssetsDefini
                                       "partitions it loaded (Meta ranges, GA4 days) and the unpartitioned models.")
     def marts_after_sources(context: dg.RunStatusSensorContext):
         run = context.dagster_run
-        selected = set(run.asset_selection or [])
         tags = run.tags
-        requests = []
-        if selected & meta_sources:
-            start = tags.get(RANGE_START) or tags.get("dagster/partition")
-            end = tags.get(RANGE_END) or start
-            if start:
-                requests.append(dg.RunRequest(run_key=f"meta:{run.run_id}", job_name=meta_job.name,
-                                              tags={RANGE_START: start, RANGE_END: end}))
-        if selected & ga4_sources and tags.get("dagster/partition/date"):
-            day = tags["dagster/partition/date"]
-            requests.append(dg.RunRequest(run_key=f"ga4:{day}:{run.run_id}", job_name=ga4_job.name, partition_key=day))
-        if selected & model_sources:
-            hour = int(clock.system_now().timestamp() // 3600)  # one rebuild per hour however many source runs finish
-            requests.append(dg.RunRequest(run_key=f"models:{hour}", job_name=models_job.name))
+        start = tags.get(RANGE_START) or tags.get("dagster/partition")
+        day = tags.get("dagster/partition/date")
+        requests = rebuilds(run.run_id, set(run.asset_selection or []), (start, tags.get(RANGE_END) or start)
+                            if start else None, [day] if day else [])
         return requests or dg.SkipReason(f"run {run.run_id[:8]} feeds no dbt model")
 
-    return [meta_job, ga4_job, models_job], marts_after_sources
+    @dg.run_status_sensor(name="marts_after_partial_sources", run_status=dg.DagsterRunStatus.FAILURE,
+                          request_jobs=[meta_job, ga4_job, models_job], default_status=dg.DefaultSensorStatus.RUNNING,
+                          minimum_interval_seconds=60,
+                          description="After a failed extraction run (some scopes failed, the healthy ones committed: "
+                                      "warehouse/scopes.py), rebuilds the dbt models on what it did materialize.")
+    def marts_after_partial_sources(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        records = context.instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        done = [(m.asset_key, m.partition) for m in (r.event_log_entry.asset_materialization for r in records) if m]
+        meta_days = sorted(str(p) for key, p in done if key in meta_sources and p)
+        # a GA4 partition is "date|property": the day is the part that is a date
+        ga4_days = sorted({part for key, p in done if key in ga4_sources and p for part in str(p).split("|")
+                           if _is_day(part)})
+        requests = rebuilds(run.run_id, {key for key, _ in done}, (meta_days[0], meta_days[-1]) if meta_days else None,
+                            ga4_days)
+        return requests or dg.SkipReason(f"failed run {run.run_id[:8]} materialized nothing a dbt model reads")
+
+    return [meta_job, ga4_job, models_job], [marts_after_sources, marts_after_partial_sources]
+
+
+def _is_day(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return len(text) == 10

@@ -18,7 +18,7 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     config = config or get_config()
     manifest = load_manifest()
     meta_daily, ga4_daily, models = build_dbt_assets(config, manifest)
-    jobs, sensor = build_automation(meta_daily, ga4_daily, models)
-    return dg.Definitions(assets=[meta_daily, ga4_daily, models], jobs=jobs, sensors=[sensor],
+    jobs, sensors = build_automation(meta_daily, ga4_daily, models)
+    return dg.Definitions(assets=[meta_daily, ga4_daily, models], jobs=jobs, sensors=sensors,
                           asset_checks=build_source_freshness_checks(manifest, config),
                           resources={"dbt": dbt_resource()})

@@ -5,8 +5,9 @@ A sync of one (source, scope, entity, window):
   2. fails every `running` row of the same (source, scope, entity) whose lock nobody holds — the
      process that wrote it is gone (killed run, lost worker), so that row can never finish;
   3. commits its own `running` row;
-  4. loads the data and marks its row `success` in ONE transaction; on any error the data rolls back
-     and the row is marked `failed` with the (redacted) error;
+  4. loads the data and marks its row `success` in ONE transaction — or `partial` when the body said that
+     part of the scope's children failed (`Sync.partial`: the data commits, the row names what is missing);
+     on any error the data rolls back and the row is marked `failed` with the (redacted) error;
   5. just before that commit asks its fence (if given: is the Dagster run still the owner?) and rolls
      back instead when the run was failed or cancelled meanwhile — a step orphaned by run monitoring or a
      killed worker must not keep committing while the retry reloads the same scopes.
@@ -63,6 +64,7 @@ class Sync:
     entity: str
     result: LoadResult = field(default_factory=LoadResult)
     api_calls: int = 0
+    partial: str | None = None  # set by the body: what of this scope failed although the rest commits
 
     def load(self, table: Table, rows, *, replace_scope: dict[str, Any] | None = None, count: bool = True) -> LoadResult:
         """Load in this sync's transaction; `count=False` for side tables the sync-log counts should not include."""
@@ -140,9 +142,11 @@ def sync(
             calls = api_calls() if api_calls else handle.api_calls
             r = handle.result
             conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'success', finished_at = %s, records_processed = %s,"
-                " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s WHERE id = %s",
-                (clock.now(), r.processed, r.inserted, r.updated, r.deleted, calls, sync_id),
+                "UPDATE ops.etl_sync_log SET status = %s, finished_at = %s, records_processed = %s,"
+                " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s, error = %s"
+                " WHERE id = %s",
+                ("partial" if handle.partial else "success", clock.now(), r.processed, r.inserted, r.updated,
+                 r.deleted, calls, handle.partial and _redacted(handle.partial), sync_id),
             )
             conn.commit()
         except BaseException as exc:
@@ -164,7 +168,10 @@ def sync(
 
 
 def _describe(exc: BaseException) -> str:
+    return _redacted(f"{type(exc).__name__}: {exc}")
+
+
+def _redacted(text: str) -> str:
     from adpipeline.http.redact import redact
 
-    text = f"{type(exc).__name__}: {exc}"
     return redact(text)[:2000]

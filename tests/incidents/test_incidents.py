@@ -287,7 +287,9 @@ def test_a_missing_day_for_one_account_is_one_critical_alert_and_a_backfill_rest
     assert meta.run(*HIERARCHY, checks=False).success
     assert meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-20"), checks=False).success
     meta.script(forbidden_accounts=[DENVER])  # one account's access breaks for a day
-    assert meta.run(ADS_INSIGHTS, days=("2026-11-21", "2026-11-21"), checks=False).success  # the others load
+    # the others load; the step fails naming Denver's day (partial data is never a green run)
+    assert not meta.run(ADS_INSIGHTS, days=("2026-11-21", "2026-11-21"), checks=False).success
+    assert meta.rows("SELECT count(DISTINCT account_id) FROM raw_meta.ads_insights WHERE date = '2026-11-21'")[0][0] == 2
     meta.script(forbidden_accounts=[])
     assert meta.run(ADS_INSIGHTS, days=("2026-11-22", "2026-11-22"), checks=False).success
 

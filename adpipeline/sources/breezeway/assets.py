@@ -2,7 +2,9 @@
 
     breezeway/properties -> breezeway/reservations -> breezeway/tasks      people, supplies, tags (independent)
 
-A failing region fails only its own partition; "all regions loaded" reports it until it recovers.
+Each region is one scope of the shared per-scope runner (`warehouse/scopes.py`): a failing region fails only
+its own partition; tasks that loaded for only some properties commit as `partial` and fail the step (the
+region's materialization is still recorded). "All regions loaded" reports both until they recover.
 """
 
 from typing import Any
@@ -61,7 +63,7 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def properties(context: dg.AssetExecutionContext, breezeway: BreezewayResource,
                    warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_properties(regions[context.partition_key], breezeway, warehouse, context.run.run_id)
+        return load_properties(context, regions[context.partition_key], breezeway, warehouse)
 
     @dg.asset(
         key=RESERVATIONS_KEY, deps=[PROPERTIES_KEY], code_version="2", **common,
@@ -72,8 +74,8 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def reservations(context: dg.AssetExecutionContext, config: ReservationsConfig, breezeway: BreezewayResource,
                      warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_reservations(regions[context.partition_key], config.settings(), config.history_start,
-                                 config.max_property_fetches, breezeway, warehouse, context.run.run_id, context.log)
+        return load_reservations(context, regions[context.partition_key], config.settings(), config.history_start,
+                                 config.max_property_fetches, breezeway, warehouse)
 
     @dg.asset(
         key=TASKS_KEY, deps=[PROPERTIES_KEY, RESERVATIONS_KEY], code_version="1", **common,
@@ -84,8 +86,7 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def tasks(context: dg.AssetExecutionContext, config: IncrementalConfig, breezeway: BreezewayResource,
               warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_tasks(regions[context.partition_key], config.settings(), breezeway, warehouse, context.run.run_id,
-                          context.log)
+        return load_tasks(context, regions[context.partition_key], config.settings(), breezeway, warehouse)
 
     @dg.asset(
         key=PEOPLE_KEY, code_version="1", **common,
@@ -94,7 +95,7 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def people(context: dg.AssetExecutionContext, breezeway: BreezewayResource,
                warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_people(regions[context.partition_key], breezeway, warehouse, context.run.run_id)
+        return load_people(context, regions[context.partition_key], breezeway, warehouse)
 
     @dg.asset(
         key=SUPPLIES_KEY, code_version="1", **common,
@@ -103,7 +104,7 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def supplies(context: dg.AssetExecutionContext, breezeway: BreezewayResource,
                  warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_supplies(regions[context.partition_key], breezeway, warehouse, context.run.run_id)
+        return load_supplies(context, regions[context.partition_key], breezeway, warehouse)
 
     @dg.asset(
         key=TAGS_KEY, code_version="1", **common,
@@ -111,6 +112,6 @@ def build_assets(config: SourcesConfig) -> list[dg.AssetsDefinition]:
     )
     def tags(context: dg.AssetExecutionContext, breezeway: BreezewayResource,
              warehouse: WarehouseResource) -> dg.MaterializeResult:
-        return load_tags(regions[context.partition_key], breezeway, warehouse, context.run.run_id)
+        return load_tags(context, regions[context.partition_key], breezeway, warehouse)
 
     return [properties, reservations, tasks, people, supplies, tags]

@@ -1,7 +1,8 @@
 """One sync of one (region, entity): API -> warehouse through the shared sync log and loader.
 
-Every load commits its rows and its sync-log row together, or marks the sync failed with one sentence
-naming region and action. Full passes reconcile: rows of the region that the pass did not see get
+Every load is the region's one scope in the shared per-scope runner (`warehouse/scopes.py`): its rows and
+its sync-log row commit together, or the sync is marked failed and the step fails with one sentence naming
+region and action. Tasks whose properties partly failed commit the rest as a `partial` sync and fail the step. Full passes reconcile: rows of the region that the pass did not see get
 `deleted_at` (never dropped), counted as `records_deleted` in the sync log.
 
 Reservations are incremental on `updated_at` (from the newest `updated_at` already stored, minus an
@@ -45,13 +46,12 @@ from adpipeline.sources.breezeway.tables import (
 from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.warehouse.loader import LoadResult, Table
 from adpipeline.warehouse.resource import WarehouseResource
-from adpipeline.warehouse.sync_log import SyncInProgress
+from adpipeline.warehouse.scopes import ScopeRunner
+from adpipeline.warehouse.sync_log import Sync
 
 SOURCE = "breezeway"
-
-
-class PartialLoad(RuntimeError):
-    """Some properties of a region failed: their rows are missing from an otherwise committed load."""
+ACTION = ("fix what the error names (credentials, permissions, the API's status), then rerun the region's "
+          "partition; after a failed or partial run the next pass is full, so nothing missed is skipped.")
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,17 @@ def mark_children_deleted(conn: psycopg.Connection, region: str, property_ids: l
 # ---- shared plumbing -----------------------------------------------------------------------------
 
 
-def _failure(region: BreezewayRegion, entity: str, exc: Exception, client: BreezewayClient | None) -> dg.Failure:
-    metadata: dict[str, Any] = {"region": region.code, "entity": entity}
-    if client is not None:
-        metadata["api_calls"] = client.calls
-    if isinstance(exc, ApiError):
-        metadata["error_kind"] = exc.kind.value
-    return dg.Failure(description=str(exc), metadata=metadata)
+def _load(context: dg.AssetExecutionContext, region: BreezewayRegion, entity: str, sync_type: str,
+          breezeway: BreezewayResource, warehouse: WarehouseResource,
+          body: Callable[[BreezewayClient, Sync], None], metadata: Callable[[], dict[str, Any]]) -> dg.MaterializeResult:
+    """The region's one scope through the shared runner; `metadata` is read once the sync has finished."""
+    runner = ScopeRunner(context, warehouse, source=SOURCE, entity=entity, action=ACTION)
+    with breezeway.client(region, warehouse.token_store()) as client:
+        runner.run(region.code, lambda sync: body(client, sync), scope=region.code, sync_type=sync_type,
+                   api_calls=lambda: client.calls)
+    result = dg.MaterializeResult(metadata={"region": region.code, "sync_type": sync_type, **runner.metadata(),
+                                            **_call_metadata(client), **metadata()})
+    return runner.finish([result], [region.code])[0]
 
 
 def _call_metadata(client: BreezewayClient) -> dict[str, Any]:
@@ -138,30 +142,19 @@ def _sync_state(conn: psycopg.Connection, table: Table, region: str, entity: str
     latest = conn.execute(
         "SELECT status FROM ops.etl_sync_log WHERE source = %s AND scope = %s AND entity = %s AND status <> 'running'"
         " ORDER BY started_at DESC, id DESC LIMIT 1", (SOURCE, region, entity)).fetchone()
-    return cursor, not_future, last_full, bool(latest and latest[0] == "failed")
-
-
-def _record_partial(warehouse: WarehouseResource, region: str, entity: str, sync_type: str, run_id: str | None,
-                    message: str) -> None:
-    """A failed sync-log row after a committed partial load, so "all regions loaded" reports it."""
-    try:
-        with warehouse.sync(source=SOURCE, scope=region, entity=entity, sync_type=sync_type, run_id=run_id):
-            raise PartialLoad(message)
-    except PartialLoad:
-        pass
+    return cursor, not_future, last_full, bool(latest and latest[0] in ("failed", "partial"))
 
 
 # ---- full listings: properties, people, supplies, tags -------------------------------------------
 
 
-def load_listing(region: BreezewayRegion, entity: str, table: Table,
+def load_listing(context: dg.AssetExecutionContext, region: BreezewayRegion, entity: str, table: Table,
                  fetch: Callable[[BreezewayClient], Iterator[dict[str, Any]]], breezeway: BreezewayResource,
-                 warehouse: WarehouseResource, run_id: str | None = None,
+                 warehouse: WarehouseResource,
                  cascade: Callable[[psycopg.Connection, str, list[int]], dict[str, int]] | None = None,
                  ) -> dg.MaterializeResult:
     """A small entity listed in full every run: upsert, then mark what vanished upstream (and, through
     `cascade`, what belongs to it), in the same transaction."""
-    client = None
     seen: set[int] = set()
     children: dict[str, int] = {}
 
@@ -170,45 +163,40 @@ def load_listing(region: BreezewayRegion, entity: str, table: Table,
             seen.add(row["id"])
             yield row
 
-    try:
-        with breezeway.client(region, warehouse.token_store()) as client:
-            with warehouse.sync(source=SOURCE, scope=region.code, entity=entity, sync_type="full", run_id=run_id,
-                                api_calls=lambda: client.calls) as sync:
-                sync.load(table, rows(client))
-                gone = marked_deleted(sync.conn, table, region.code, seen)
-                sync.result.deleted += len(gone)
-                if cascade is not None:
-                    children = cascade(sync.conn, region.code, gone)
-    except (ApiError, SyncInProgress) as exc:
-        raise _failure(region, entity, exc, client) from None
-    extra = {"children_marked_deleted": dg.MetadataValue.json(children)} if cascade is not None else {}
-    return dg.MaterializeResult(metadata={
-        "region": region.code, "sync_type": "full", **sync.result.as_metadata(), **_call_metadata(client), **extra,
-    })
+    def body(client: BreezewayClient, sync: Sync) -> None:
+        sync.load(table, rows(client))
+        gone = marked_deleted(sync.conn, table, region.code, seen)
+        sync.result.deleted += len(gone)
+        if cascade is not None:
+            children.update(cascade(sync.conn, region.code, gone))
+
+    return _load(context, region, entity, "full", breezeway, warehouse, body, lambda: (
+        {"children_marked_deleted": dg.MetadataValue.json(children)} if cascade is not None else {}))
 
 
-def load_properties(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
-                    run_id: str | None = None) -> dg.MaterializeResult:
-    return load_listing(region, "properties", PROPERTIES, lambda c: (property_row(region, r) for r in c.properties()),
-                        breezeway, warehouse, run_id, cascade=mark_children_deleted)
+def load_properties(context: dg.AssetExecutionContext, region: BreezewayRegion, breezeway: BreezewayResource,
+                    warehouse: WarehouseResource) -> dg.MaterializeResult:
+    return load_listing(context, region, "properties", PROPERTIES,
+                        lambda c: (property_row(region, r) for r in c.properties()), breezeway, warehouse,
+                        cascade=mark_children_deleted)
 
 
-def load_people(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
-                run_id: str | None = None) -> dg.MaterializeResult:
-    return load_listing(region, "people", PEOPLE, lambda c: (person_row(region, r, s) for s, r in c.people()),
-                        breezeway, warehouse, run_id)
+def load_people(context: dg.AssetExecutionContext, region: BreezewayRegion, breezeway: BreezewayResource,
+                warehouse: WarehouseResource) -> dg.MaterializeResult:
+    return load_listing(context, region, "people", PEOPLE,
+                        lambda c: (person_row(region, r, s) for s, r in c.people()), breezeway, warehouse)
 
 
-def load_supplies(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
-                  run_id: str | None = None) -> dg.MaterializeResult:
-    return load_listing(region, "supplies", SUPPLIES, lambda c: (supply_row(region, r) for r in c.supplies()),
-                        breezeway, warehouse, run_id)
+def load_supplies(context: dg.AssetExecutionContext, region: BreezewayRegion, breezeway: BreezewayResource,
+                  warehouse: WarehouseResource) -> dg.MaterializeResult:
+    return load_listing(context, region, "supplies", SUPPLIES,
+                        lambda c: (supply_row(region, r) for r in c.supplies()), breezeway, warehouse)
 
 
-def load_tags(region: BreezewayRegion, breezeway: BreezewayResource, warehouse: WarehouseResource,
-              run_id: str | None = None) -> dg.MaterializeResult:
-    return load_listing(region, "tags", TAGS, lambda c: (tag_row(region, r) for r in c.tags()),
-                        breezeway, warehouse, run_id)
+def load_tags(context: dg.AssetExecutionContext, region: BreezewayRegion, breezeway: BreezewayResource,
+              warehouse: WarehouseResource) -> dg.MaterializeResult:
+    return load_listing(context, region, "tags", TAGS, lambda c: (tag_row(region, r) for r in c.tags()),
+                        breezeway, warehouse)
 
 
 # ---- reservations --------------------------------------------------------------------------------
@@ -236,9 +224,10 @@ def _fetch_properties(client: BreezewayClient, property_ids: list[int]) -> Itera
             yield raw
 
 
-def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, history_start: str,
-                      max_property_fetches: int, breezeway: BreezewayResource, warehouse: WarehouseResource,
-                      run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
+def load_reservations(context: dg.AssetExecutionContext, region: BreezewayRegion, settings: IncrementalSettings,
+                      history_start: str, max_property_fetches: int, breezeway: BreezewayResource,
+                      warehouse: WarehouseResource) -> dg.MaterializeResult:
+    log = context.log
     store = warehouse.token_store()
     now = clock.now()
     with warehouse.connection() as conn:
@@ -261,36 +250,29 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
             seen.add(row["id"])
             yield row
 
-    client = None
     fetched = LoadResult()
-    try:
-        with breezeway.client(region, store) as client:
-            with warehouse.sync(source=SOURCE, scope=region.code, entity="reservations", sync_type=sync_type,
-                                run_id=run_id, api_calls=lambda: client.calls) as sync:
-                sync.load(RESERVATIONS, rows(client))
-                if sync_type == "full":  # stays inside the listed window that the API no longer has
-                    sync.result.deleted += mark_deleted(sync.conn, RESERVATIONS, region.code, seen,
-                                                        sql.SQL("checkout_date >= %s"), (history_start,))
-                # a property the warehouse does not know is fetched by id, or flagged: never dropped
-                unknown = unknown_properties(sync.conn, region.code)
-                found = [property_row(region, raw)
-                         for raw in _fetch_properties(client, unknown[:max_property_fetches])]
-                if found:
-                    fetched = sync.load(PROPERTIES, found, count=False)
-                found_ids = {row["id"] for row in found}
-                flagged = [p for p in unknown if p not in found_ids]
-    except (ApiError, SyncInProgress) as exc:
-        raise _failure(region, "reservations", exc, client) from None
-    if flagged and log is not None:
-        log.warning(f"breezeway {region.code}: {len(flagged)} reservation propert(ies) unknown upstream and here: "
-                    f"{flagged[:20]}; the reservations are kept and the property_known check fails")
-    return dg.MaterializeResult(metadata={
-        "region": region.code,
-        "sync_type": sync_type,
+    flagged: list[int] = []
+
+    def body(client: BreezewayClient, sync: Sync) -> None:
+        nonlocal fetched
+        sync.load(RESERVATIONS, rows(client))
+        if sync_type == "full":  # stays inside the listed window that the API no longer has
+            sync.result.deleted += mark_deleted(sync.conn, RESERVATIONS, region.code, seen,
+                                                sql.SQL("checkout_date >= %s"), (history_start,))
+        # a property the warehouse does not know is fetched by id, or flagged: never dropped
+        unknown = unknown_properties(sync.conn, region.code)
+        found = [property_row(region, raw) for raw in _fetch_properties(client, unknown[:max_property_fetches])]
+        if found:
+            fetched = sync.load(PROPERTIES, found, count=False)
+        found_ids = {row["id"] for row in found}
+        flagged[:] = [p for p in unknown if p not in found_ids]
+        if flagged:
+            log.warning(f"breezeway {region.code}: {len(flagged)} reservation propert(ies) unknown upstream and "
+                        f"here: {flagged[:20]}; the reservations are kept and the property_known check fails")
+
+    return _load(context, region, "reservations", sync_type, breezeway, warehouse, body, lambda: {
         "updated_since": since.isoformat() if since else None,
         "future_cursor_clamped": future_cursor,
-        **sync.result.as_metadata(),
-        **_call_metadata(client),
         "properties_fetched": fetched.processed,
         "unknown_property_ids": dg.MetadataValue.json(flagged),
     })
@@ -299,8 +281,9 @@ def load_reservations(region: BreezewayRegion, settings: IncrementalSettings, hi
 # ---- tasks ---------------------------------------------------------------------------------------
 
 
-def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway: BreezewayResource,
-               warehouse: WarehouseResource, run_id: str | None = None, log: Any = None) -> dg.MaterializeResult:
+def load_tasks(context: dg.AssetExecutionContext, region: BreezewayRegion, settings: IncrementalSettings,
+               breezeway: BreezewayResource, warehouse: WarehouseResource) -> dg.MaterializeResult:
+    log = context.log
     now = clock.now()
     with warehouse.connection() as conn:
         cursor, not_future, last_full, failed_last = _sync_state(conn, TASKS, region.code, "tasks", now)
@@ -337,39 +320,28 @@ def load_tasks(region: BreezewayRegion, settings: IncrementalSettings, breezeway
                         children[name].extend(items)
                     yield row
 
-    client = None
     child_counts: dict[str, int] = {}
-    try:
-        with breezeway.client(region, warehouse.token_store()) as client:
-            with warehouse.sync(source=SOURCE, scope=region.code, entity="tasks", sync_type=sync_type, run_id=run_id,
-                                api_calls=lambda: client.calls) as sync:
-                sync.load(TASKS, rows(client))
-                for table in TASK_CHILDREN:  # a reloaded task's children are replaced as a whole
-                    sync.conn.execute(sql.SQL("DELETE FROM {t} WHERE region_code = %s AND task_id = ANY(%s)")
-                                      .format(t=table.ident), (region.code, list(seen)))
-                    child_counts[table.name] = sync.load(table, children[table.name], count=False).processed
-                if sync_type == "full":  # only within properties that answered: never guess for the others
-                    answered = [p for p in property_ids if p not in failed and p not in gone]
-                    sync.result.deleted += mark_deleted(sync.conn, TASKS, region.code, seen,
-                                                        sql.SQL("property_id = ANY(%s)"), (answered,))
-    except (ApiError, SyncInProgress) as exc:
-        raise _failure(region, "tasks", exc, client) from None
-    if failed:
-        sample = "; ".join(f"{p}: {m}" for p, m in list(failed.items())[:3])
-        message = (f"breezeway {region.code}: tasks of {len(failed)} of {len(property_ids)} properties failed "
-                   f"({sample}); the other properties' tasks were loaded — rerun to complete")
-        _record_partial(warehouse, region.code, "tasks", sync_type, run_id, message)
-        if log is not None:
-            log.error(message)
-    return dg.MaterializeResult(metadata={
-        "region": region.code,
-        "sync_type": sync_type,
+
+    def body(client: BreezewayClient, sync: Sync) -> None:
+        sync.load(TASKS, rows(client))
+        for table in TASK_CHILDREN:  # a reloaded task's children are replaced as a whole
+            sync.conn.execute(sql.SQL("DELETE FROM {t} WHERE region_code = %s AND task_id = ANY(%s)")
+                              .format(t=table.ident), (region.code, list(seen)))
+            child_counts[table.name] = sync.load(table, children[table.name], count=False).processed
+        if sync_type == "full":  # only within properties that answered: never guess for the others
+            answered = [p for p in property_ids if p not in failed and p not in gone]
+            sync.result.deleted += mark_deleted(sync.conn, TASKS, region.code, seen,
+                                                sql.SQL("property_id = ANY(%s)"), (answered,))
+        if failed:  # the others' tasks commit; the sync is `partial` and the step fails naming these
+            sample = "; ".join(f"{p}: {m}" for p, m in list(failed.items())[:3])
+            sync.partial = (f"tasks of {len(failed)} of {len(property_ids)} properties failed "
+                            f"(properties {sorted(failed)[:20]}; {sample}); the other properties' tasks were loaded")
+
+    return _load(context, region, "tasks", sync_type, breezeway, warehouse, body, lambda: {
         "updated_range": params.get("updated_at"),
         "future_cursor_clamped": future_cursor,
         "properties": len(property_ids),
-        **sync.result.as_metadata(),
         **{f"{name}_rows": n for name, n in child_counts.items()},
-        **_call_metadata(client),
         "failed_properties": dg.MetadataValue.json(sorted(failed)),
         "properties_gone_upstream": dg.MetadataValue.json(gone),
     })

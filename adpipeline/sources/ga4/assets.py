@@ -6,9 +6,10 @@ daily dimension for all properties). Which days exist follows the reporting zone
 today included (`end_offset=1`) so the intraday pull has a partition; a day that has not started yet in a
 property's zone simply loads no rows.
 
-Each (property, day) is its own sync: the day's rows replace that scope in one transaction with its sync-log
-row, so a re-pulled (restated) day converges and rows GA4 dropped disappear. A property that fails does not
-stop the others in the same run; the run then fails naming it.
+Each (property, day) is its own scope of the shared per-scope runner (`warehouse/scopes.py`): the day's rows
+replace that scope in one transaction with its sync-log row, so a re-pulled (restated) day converges and rows
+GA4 dropped disappear. A property that fails does not stop the others in the same run; the loaded partitions
+are recorded as materialized and the step then fails naming the failed ones and the action.
 """
 
 
@@ -23,16 +24,18 @@ import dagster as dg
 from adpipeline import clock
 from adpipeline.config import Ga4Property, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
-from adpipeline.http.errors import ApiError
 from adpipeline.sources.ga4.auth import CredentialsError
 from adpipeline.sources.ga4.client import Ga4Client, QuotaState
 from adpipeline.sources.ga4.reports import REPORT_METADATA, Report, ReportSummary, metadata_row
 from adpipeline.sources.ga4.resources import Ga4Resource
 from adpipeline.warehouse.loader import LoadError, LoadResult, ensure_table, load
 from adpipeline.warehouse.resource import WarehouseResource
-from adpipeline.warehouse.sync_log import SyncInProgress
+from adpipeline.warehouse.scopes import ScopeRunner
+from adpipeline.warehouse.sync_log import Sync
 
 SOURCE = "ga4"
+ACTION = ("fix what each error names (the property's access for the credentials, GA4_CREDENTIALS, the quota), "
+          "then rerun the failed (day, property) partitions; the loaded ones need nothing.")
 DATE, PROPERTY = "date", "property"
 
 
@@ -72,16 +75,16 @@ class ScopeResult:
 
 def pull_report_day(
     *,
+    runner: ScopeRunner,
     client: Ga4Client,
-    warehouse: WarehouseResource,
     report: Report,
     prop: Ga4Property,
     day: date,
     restatement_days: int,
     page_size: int,
-    run_id: str | None = None,
-) -> ScopeResult:
-    """One (report, property, day): pages stream into the table, replacing the scope, with the sync-log row."""
+) -> ScopeResult | None:
+    """One (report, property, day): pages stream into the table, replacing the scope, with the sync-log row.
+    None when it failed (the runner lists it)."""
     scope = f"properties/{prop.id}"
     today = client.now().astimezone(ZoneInfo(prop.timezone)).date()
     sync_type = "restatement" if day >= today - timedelta(days=restatement_days) else "full"
@@ -91,14 +94,15 @@ def pull_report_day(
     def calls() -> int:
         return client.calls_by_scope[scope] - before
 
-    with warehouse.sync(source=SOURCE, scope=prop.id, entity=report.name, sync_type=sync_type, window=(day, day),
-                        run_id=run_id, api_calls=calls) as sync:
+    def body(sync: Sync) -> None:
         pages = client.run_report(prop.id, report.request(day, page_size))
         rows = report.rows(pages, property_id=prop.id, day=day, summary=summary, scope=scope)
-        loaded = sync.load(report.table, rows, replace_scope={"property_id": prop.id, "report_date": day})
+        sync.load(report.table, rows, replace_scope={"property_id": prop.id, "report_date": day})
         # same transaction, but not counted as the report's records in the sync log
         load(sync.conn, REPORT_METADATA, [metadata_row(report, prop.id, day, summary, client.now())])
-    return ScopeResult(prop.id, day, sync_type, loaded, summary, calls())
+
+    sync = runner.run(f"{prop.id} {day}", body, scope=prop.id, sync_type=sync_type, window=(day, day), api_calls=calls)
+    return ScopeResult(prop.id, day, sync_type, sync.result, summary, calls()) if sync else None
 
 
 def _scope_metadata(result: ScopeResult, prop: Ga4Property, tokens_per_day: int) -> dict[str, Any]:
@@ -157,47 +161,29 @@ def build_report_asset(report: Report, config: SourcesConfig,
                     context.log.info(f"{report.table.qualified}: added column {column} (declared in adpipeline.yaml)")
             except LoadError as exc:
                 raise dg.Failure(description=f"ga4/{report.name}: {exc}", allow_retries=False) from None
+        runner = ScopeRunner(context, warehouse, source=SOURCE, entity=report.name, action=ACTION)
         loaded: list[ScopeResult] = []
-        failed: dict[str, str] = {}
-        retryable = True
         with client:
             for prop, day in scopes:
-                try:
-                    loaded.append(pull_report_day(client=client, warehouse=warehouse, report=report, prop=prop,
-                                                  day=day, restatement_days=restatement_days,
-                                                  page_size=ga4.page_size, run_id=context.run.run_id))
-                except (ApiError, LoadError, SyncInProgress) as exc:
-                    failed[f"{prop.id} {day}"] = str(exc)
-                    retryable &= isinstance(exc, ApiError) and exc.retryable or isinstance(exc, SyncInProgress)
-                    context.log.error(str(exc))
-        metadata = _run_metadata(report, loaded, failed, properties, client)
-        if failed:
-            raise dg.Failure(
-                description=f"ga4/{report.name}: {len(failed)} of {len(scopes)} scope(s) failed "
-                            f"({len(loaded)} loaded): " + " | ".join(failed.values()),
-                metadata=metadata,
-                allow_retries=retryable,
-            )
-        return dg.MaterializeResult(metadata=metadata)
+                result = pull_report_day(runner=runner, client=client, report=report, prop=prop, day=day,
+                                         restatement_days=restatement_days, page_size=ga4.page_size)
+                if result is not None:
+                    loaded.append(result)
+        metadata = {**runner.metadata(), **_run_metadata(report, loaded, properties, client)}
+        # when some failed, each loaded (day, property) is recorded as materialized
+        partitions = [str(dg.MultiPartitionKey({DATE: r.day.isoformat(), PROPERTY: r.property_id})) for r in loaded]
+        return runner.finish([dg.MaterializeResult(metadata=metadata)], partitions)[0]
 
     return _asset
 
 
-def _run_metadata(report: Report, loaded: Sequence[ScopeResult], failed: dict[str, str],
-                  properties: dict[str, Ga4Property], client: Ga4Client) -> dict[str, Any]:
-    total = LoadResult()
-    for result in loaded:
-        total += result.load
+def _run_metadata(report: Report, loaded: Sequence[ScopeResult], properties: dict[str, Ga4Property],
+                  client: Ga4Client) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "table": report.table.qualified,
-        "scopes_loaded": [f"{r.property_id} {r.day}" for r in loaded],
-        "failed_scopes": sorted(failed),
         "api_calls": client.calls,
         "quota_waits_seconds": round(sum(seconds for _, seconds in client.governor.waits), 1),
-        **total.as_metadata(),
     }
-    if failed:
-        metadata["errors"] = dg.MetadataValue.json(failed)
     if len(loaded) == 1:
         metadata.update(_scope_metadata(loaded[0], properties[loaded[0].property_id],
                                         client.governor.policy.tokens_per_day))

@@ -1,10 +1,10 @@
 """The Meta assets: ad accounts, the campaign > ad set > ad hierarchy, and daily insights.
 
-Every asset loads one sync per scope (an ad account, or an account-day for insights) through the
-warehouse resource, so each scope's rows and its sync-log row commit together. A failing scope is
-recorded and the others carry on; the materialization's metadata lists the failed scopes and the
-"all scopes loaded" check fails until they recover. A dead token stops everything at once (every
-scope would fail the same way), and a run in which every scope failed fails.
+Every asset loads one sync per scope (an ad account, or an account-day for insights) through the shared
+per-scope runner (`warehouse/scopes.py`), so each scope's rows and its sync-log row commit together. A
+failing scope is listed and the others carry on; their materialization is recorded, and the step then
+fails naming the failed scopes and the action (the "all scopes loaded" check fails until they recover).
+A dead token stops everything at once (every scope would fail the same way).
 """
 
 
@@ -19,7 +19,7 @@ import dagster as dg
 from adpipeline import clock
 from adpipeline.config import MetaAccount, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
-from adpipeline.http import ApiError, ErrorKind, redact
+from adpipeline.http import ApiError, ErrorKind
 from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.sources.meta import tables
 from adpipeline.sources.meta.client import (
@@ -35,6 +35,7 @@ from adpipeline.sources.meta.readahead import ReadAhead
 from adpipeline.sources.meta.resources import MetaResource
 from adpipeline.warehouse.loader import LoadResult
 from adpipeline.warehouse.resource import WarehouseResource
+from adpipeline.warehouse.scopes import ScopeRunner
 from adpipeline.warehouse.sync_log import Sync
 
 SOURCE = "meta"
@@ -54,6 +55,9 @@ INCREMENTAL_OVERLAP = timedelta(minutes=10)
 RECOVERY = ("Recovery: get a new short-lived token for the Meta user (Graph API Explorer or the app's login), "
             "then run `adpipeline tokens exchange meta -` and paste it on stdin (it stays out of shell history; "
             "the command exchanges it for a 60-day token, stores and verifies it), and rerun.")
+ACTION = ("fix what each error names (access in Business Manager, the account's adpipeline.yaml entry, Meta's "
+          "status or rate limit), then rerun: for insights the failed days' partitions; the healthy scopes need "
+          "nothing.")
 
 
 @contextmanager
@@ -73,64 +77,22 @@ class HierarchyConfig(dg.Config):
     full_refresh: bool = False  # re-list every object (any status) instead of those updated since the last load
 
 
-class Scopes:
-    """One sync per scope; failures are collected (an auth failure is raised: it would repeat everywhere)."""
+def _is_auth(error: BaseException) -> bool:
+    return isinstance(error, ApiError) and error.kind is ErrorKind.AUTH  # would repeat in every scope
 
-    def __init__(self, context: dg.AssetExecutionContext, warehouse: WarehouseResource, client: MetaClient | None,
-                 entity: str) -> None:
-        self.context, self.warehouse, self.client, self.entity = context, warehouse, client, entity
-        self.loaded = LoadResult()
-        self.succeeded: list[str] = []
-        self.failed: dict[str, str] = {}
 
-    def run(self, label: str, account: str, body: Callable[[Sync], None], *, sync_type: str,
-            window: tuple[date, date] | None = None, api_scope: str | None = None) -> ApiError | None:
-        """Run `body` in the sync of (meta, account, entity, window). Returns the API error that failed it."""
-        client, api_scope = self.client, api_scope or label
-        try:
-            with self.warehouse.sync(
-                source=SOURCE, scope=account, entity=self.entity, sync_type=sync_type, window=window,
-                run_id=self.context.run.run_id, api_calls=(lambda: client.calls_by_scope[api_scope]) if client else None,
-            ) as sync:
-                body(sync)
-            self.loaded += sync.result
-            self.succeeded.append(label)
-            return None
-        except ApiError as error:
-            if error.kind is ErrorKind.AUTH:
-                raise
-            self._fail(label, str(error))
-            return error
-        except Exception as error:  # bad data, a concurrent sync...: this scope only
-            self._fail(label, f"{type(error).__name__}: {error}")
-            return None
+def _runner(context: dg.AssetExecutionContext, warehouse: WarehouseResource, entity: str) -> ScopeRunner:
+    return ScopeRunner(context, warehouse, source=SOURCE, entity=entity, action=ACTION, fatal=_is_auth)
 
-    def _fail(self, label: str, message: str) -> None:
-        self.failed[label] = redact(message)
-        self.context.log.error(f"{SOURCE} {self.entity} {label}: {self.failed[label]}")
 
-    def skip(self, label: str, reason: str) -> None:
-        self.failed[label] = f"not attempted: {reason}"
+def _calls(client: MetaClient, api_scope: str) -> Callable[[], int]:
+    return lambda: client.calls_by_scope[api_scope]
 
-    def metadata(self, result: LoadResult | None = None) -> dict[str, Any]:
-        client = self.client
-        meta: dict[str, Any] = {
-            **(result or self.loaded).as_metadata(),
-            "scopes_loaded": len(self.succeeded),
-            "failed_scopes": dg.MetadataValue.json(sorted(self.failed)),
-            "errors": dg.MetadataValue.json({k: v[:500] for k, v in sorted(self.failed.items())}),
-        }
-        if client is not None:
-            meta.update(api_calls=client.calls, retries=client.retries, throttle_pauses=client.throttle_pauses,
-                        throttle_wait_seconds=round(client.throttle_seconds, 1), page_shrinks=client.page_shrinks,
-                        async_jobs=client.async_jobs)
-        return meta
 
-    def raise_if_nothing_loaded(self, what: str) -> None:
-        if self.failed and not self.succeeded:
-            first = next(iter(sorted(self.failed.items())))
-            raise dg.Failure(description=f"{what}: every scope failed ({len(self.failed)}), e.g. {first[0]}: {first[1]}",
-                             metadata=self.metadata())
+def _client_metadata(client: MetaClient) -> dict[str, Any]:
+    return {"api_calls": client.calls, "retries": client.retries, "throttle_pauses": client.throttle_pauses,
+            "throttle_wait_seconds": round(client.throttle_seconds, 1), "page_shrinks": client.page_shrinks,
+            "async_jobs": client.async_jobs}
 
 
 def _asset_kwargs(description: str, code_version: str) -> dict[str, Any]:
@@ -158,7 +120,7 @@ def _ad_accounts_asset(accounts: Sequence[MetaAccount]) -> dg.AssetsDefinition:
                     warehouse: WarehouseResource) -> dg.MaterializeResult:
         with fail_fast_on_auth(), meta.client(warehouse) as client:
             listed = {row.get("id"): row for row in client.ad_accounts()}
-            scopes = Scopes(context, warehouse, client, "ad_accounts")
+            scopes = _runner(context, warehouse, "ad_accounts")
             for account in accounts:
                 def body(sync: Sync, account: MetaAccount = account) -> None:
                     row = listed.get(account.id)
@@ -173,12 +135,13 @@ def _ad_accounts_asset(accounts: Sequence[MetaAccount]) -> dg.AssetsDefinition:
                             "depend on it)")
                     sync.load(tables.AD_ACCOUNTS, [account_record(row)])
 
-                scopes.run(account.id, account.id, body, sync_type="full")  # its one listing call is in the metadata
-            scopes.raise_if_nothing_loaded("meta/ad_accounts")
+                scopes.run(account.id, body, scope=account.id, sync_type="full",  # its one listing call: metadata
+                           api_calls=_calls(client, account.id))
             configured = {a.id for a in accounts}
             unconfigured = sorted(str(k) for k in listed if k not in configured)
-            return dg.MaterializeResult(metadata={**scopes.metadata(),
-                                                  "visible_not_configured": dg.MetadataValue.json(unconfigured)})
+            return scopes.finish([dg.MaterializeResult(metadata={
+                **scopes.metadata(), **_client_metadata(client),
+                "visible_not_configured": dg.MetadataValue.json(unconfigured)})])[0]
 
     return ad_accounts
 
@@ -196,17 +159,18 @@ def _hierarchy_asset(edge: str, accounts: Sequence[MetaAccount]) -> dg.AssetsDef
     def hierarchy(context: dg.AssetExecutionContext, config: HierarchyConfig, meta: MetaResource,
                   warehouse: WarehouseResource) -> dg.MaterializeResult:
         with fail_fast_on_auth(), meta.client(warehouse) as client:
-            scopes = Scopes(context, warehouse, client, edge)
+            scopes = _runner(context, warehouse, edge)
             for account in accounts:
                 def body(sync: Sync, account: MetaAccount = account) -> None:
                     since = None if config.full_refresh else _newest_update(sync, table, account.id, context.log)
                     rows = client.entities(account.id, edge, updated_since=since, scope=f"{account.id} {edge}")
                     sync.load(table, (entity_record(edge, row) for row in rows))
 
-                scopes.run(account.id, account.id, body, sync_type="full" if config.full_refresh else "incremental",
-                           api_scope=f"{account.id} {edge}")
-            scopes.raise_if_nothing_loaded(f"meta/{edge}")
-            return dg.MaterializeResult(metadata={**scopes.metadata(), "full_refresh": config.full_refresh})
+                scopes.run(account.id, body, scope=account.id,
+                           sync_type="full" if config.full_refresh else "incremental",
+                           api_calls=_calls(client, f"{account.id} {edge}"))
+            return scopes.finish([dg.MaterializeResult(metadata={
+                **scopes.metadata(), **_client_metadata(client), "full_refresh": config.full_refresh})])[0]
 
     return hierarchy
 
@@ -260,7 +224,7 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                     todo.append((account, day))
         ad_rows, account_rows = LoadResult(), LoadResult()
         with fail_fast_on_auth(), meta.client(warehouse) as client:
-            scopes = Scopes(context, warehouse, client, "ads_insights")
+            scopes = _runner(context, warehouse, "ads_insights")
             # a reader thread fetches ahead while this thread parses and writes to Postgres
             with ReadAhead(fetch_insights(client, todo), depth=READ_AHEAD_PAGES, name="meta-insights") as pieces:
                 for account, day in todo:
@@ -282,17 +246,19 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                         loaded["ads"] = sync.load(tables.ADS_INSIGHTS, stream.rows(), replace_scope=where)
 
                     today = account_today(account, now)
-                    scopes.run(label, account.id, body, window=(day, day),
+                    scopes.run(label, body, scope=account.id, window=(day, day), api_calls=_calls(client, label),
                                sync_type="incremental" if day >= today - timedelta(days=1) else "restatement")
                     stream.drain()  # a scope that failed while loading leaves its remaining pages behind
                     if label in scopes.succeeded:  # counted once committed
                         account_rows += loaded["account"]
                         ad_rows += loaded["ads"]
-            scopes.raise_if_nothing_loaded("meta/ads_insights")
-            shared = {"days": len(days), "not_started_yet": dg.MetadataValue.json(future)}
-            yield dg.MaterializeResult(asset_key=ADS_INSIGHTS, metadata={**scopes.metadata(ad_rows), **shared})
-            yield dg.MaterializeResult(asset_key=ACCOUNT_INSIGHTS,
-                                       metadata={**scopes.metadata(account_rows), **shared})
+            shared = {"days": len(days), "not_started_yet": dg.MetadataValue.json(future), **_client_metadata(client)}
+            # when some scopes failed, the days with a committed scope are recorded as materialized
+            committed = sorted({label.split(" ")[1] for label in scopes.succeeded})
+            yield from scopes.finish([
+                dg.MaterializeResult(asset_key=ADS_INSIGHTS, metadata={**scopes.metadata(ad_rows), **shared}),
+                dg.MaterializeResult(asset_key=ACCOUNT_INSIGHTS, metadata={**scopes.metadata(account_rows), **shared}),
+            ], committed)
 
     return insights
 
