@@ -120,6 +120,51 @@ def test_missing_key_values_are_a_clear_error(conn, table):
         load(conn, table, batch)
 
 
+DAY_1 = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 1))}
+
+
+def load_both_ways(conn, table: Table, batch: list[dict], scope) -> tuple:
+    """The batch into a fresh scope (the direct COPY) and into the same scope holding a row that the batch
+    replaces (the general temp-table path): counts and stored rows must agree."""
+    fresh = load(conn, table, batch, replace_scope=scope)
+    fresh_rows = snapshot(conn, table)
+    conn.rollback()
+    load(conn, table, rows_for("act_1", [1], ["zz"]))  # a stored row in the scope: conflict handling needed
+    general = load(conn, table, batch, replace_scope=scope)
+    general_rows = snapshot(conn, table)
+    conn.rollback()
+    return fresh, fresh_rows, general, general_rows
+
+
+def test_a_fresh_scope_loads_like_an_occupied_one(conn, table):
+    fresh, fresh_rows, general, general_rows = load_both_ways(conn, table, rows_for("act_1", [1], ["a", "b"]), DAY_1)
+    assert (fresh.processed, fresh.inserted, fresh.updated, fresh.deleted) == (2, 2, 0, 0)
+    assert (general.processed, general.inserted, general.updated, general.deleted) == (2, 2, 0, 1)
+    assert fresh_rows == general_rows and len(fresh_rows) == 2
+
+
+def test_a_key_repeated_in_a_batch_for_a_fresh_scope_keeps_the_last_row(conn, table):
+    batch = (rows_for("act_1", [1], ["a", "b"], spend="1") + rows_for("act_1", [1], ["a"], spend="2")
+             + rows_for("act_1", [1], ["c"]))
+    fresh, fresh_rows, general, general_rows = load_both_ways(conn, table, batch, DAY_1)
+    assert fresh_rows == general_rows
+    assert [(r[1], r[3]) for r in fresh_rows] == [("a", Decimal("2")), ("b", Decimal("1")), ("c", Decimal("1.5"))]
+    assert (fresh.processed, fresh.inserted, fresh.updated) == (4, 3, 0)
+
+
+def test_a_fresh_scope_still_refuses_rows_outside_it_and_missing_keys(conn, table):
+    outside = rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["c"])
+    with pytest.raises(LoadError, match="1 row\\(s\\) fall outside the replace scope"):
+        load(conn, table, outside, replace_scope=DAY_1)
+    conn.rollback()
+    no_key = rows_for("act_1", [1], ["a", "b"])
+    no_key[1]["ad_id"] = None
+    with pytest.raises(LoadError, match="1 row\\(s\\) lack a value for the key"):
+        load(conn, table, no_key, replace_scope=DAY_1)
+    conn.rollback()
+    assert snapshot(conn, table) == []
+
+
 def test_successful_sync_commits_data_and_log_row_together(warehouse_url, conn, table):
     with sync(source="t_meta", scope="act_1", entity=table.qualified, sync_type="restatement",
               window=(date(2026, 11, 1), date(2026, 11, 2)), run_id="run-1", url=warehouse_url) as s:
