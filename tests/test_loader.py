@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from adpipeline.warehouse.loader import LoadError, Table, load
-from adpipeline.warehouse.sync_log import SyncInProgress, sync
+from adpipeline.warehouse.sync_log import SyncInProgress, sync, sync_days
 
 
 def insights_table(schema: str) -> Table:
@@ -165,6 +165,18 @@ def test_a_fresh_scope_still_refuses_rows_outside_it_and_missing_keys(conn, tabl
     assert snapshot(conn, table) == []
 
 
+def test_split_by_counts_each_day_of_a_window_on_both_paths(conn, table):
+    window = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 3))}
+    first = load(conn, table, rows_for("act_1", [1, 2], ["a", "b"]), replace_scope=window, split_by="date")
+    assert {d.day: (p.processed, p.inserted) for d, p in first.parts.items()} == {1: (2, 2), 2: (2, 2)}
+    # restated: day 1 unchanged, day 2 lost ad b and changed ad a, day 3 is new
+    again = rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["a"], spend="7") + rows_for("act_1", [3], ["c"])
+    second = load(conn, table, again, replace_scope=window, split_by="date")
+    counts = {d.day: (p.processed, p.inserted, p.updated, p.deleted) for d, p in second.parts.items()}
+    assert counts == {1: (2, 0, 0, 0), 2: (1, 0, 1, 1), 3: (1, 1, 0, 0)}
+    assert (second.processed, second.inserted, second.updated, second.deleted) == (4, 1, 1, 1)
+
+
 def test_successful_sync_commits_data_and_log_row_together(warehouse_url, conn, table):
     with sync(source="t_meta", scope="act_1", entity=table.qualified, sync_type="restatement",
               window=(date(2026, 11, 1), date(2026, 11, 2)), run_id="run-1", url=warehouse_url) as s:
@@ -196,6 +208,33 @@ def test_exception_mid_load_leaves_the_table_as_it_was_and_the_log_row_failed(wa
     assert snapshot(conn, table) == before
     status, error = conn.execute("SELECT status, error FROM ops.etl_sync_log WHERE id = %s", (s.id,)).fetchone()
     assert status == "failed" and "page 2 of act_1 could not be fetched" in error
+
+
+def test_a_sync_of_several_days_logs_each_day_and_commits_or_fails_them_together(warehouse_url, conn, table):
+    days = {date(2026, 11, 1): "restatement", date(2026, 11, 2): "incremental"}
+    window = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 2))}
+    with sync_days(source="t_meta", scope="act_1", entity=table.qualified, days=days, run_id="run-2",
+                   url=warehouse_url) as s:
+        s.load(table, rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["a"]), replace_scope=window)
+        s.api_calls = 2
+    logged = conn.execute(
+        "SELECT window_start, window_end, sync_type, status, records_processed, records_inserted, api_calls"
+        " FROM ops.etl_sync_log WHERE dagster_run_id = 'run-2' ORDER BY window_start").fetchall()
+    assert logged == [(date(2026, 11, 1), date(2026, 11, 1), "restatement", "success", 2, 2, 2),
+                      (date(2026, 11, 2), date(2026, 11, 2), "incremental", "success", 1, 1, 0)]
+    conn.commit()
+
+    def failing():
+        yield from rows_for("act_1", [1], ["a"], spend="5")
+        raise ConnectionError("the window's second page could not be fetched")
+
+    with pytest.raises(ConnectionError):
+        with sync_days(source="t_meta", scope="act_1", entity=table.qualified, days=days, run_id="run-3",
+                       url=warehouse_url) as s:
+            s.load(table, failing(), replace_scope=window)
+    assert len(snapshot(conn, table)) == 3 and {r[3] for r in snapshot(conn, table)} == {Decimal("1.5")}
+    statuses = conn.execute("SELECT status FROM ops.etl_sync_log WHERE dagster_run_id = 'run-3'").fetchall()
+    assert statuses == [("failed",), ("failed",)]
 
 
 def test_a_second_concurrent_sync_of_the_same_scope_is_refused(warehouse_url, table):
