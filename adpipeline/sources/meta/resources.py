@@ -31,6 +31,7 @@ class MetaResource(dg.ConfigurableResource):
     slow_down_at: float = 75.0  # usage percent above which calls are spaced out
     max_wait_seconds: float = 600.0  # per call; an account throttled for longer fails for this run
     retry_attempts: int = 5
+    window_days: int = 7  # insights days fetched as one time_range and committed together, per account
     retry_base_delay: float = 1.0
 
     def base_url(self) -> str:
