@@ -4,6 +4,8 @@
 
 Uses ADPIPELINE_WAREHOUSE_URL or the embedded warehouse (started if needed). Prints rows/s for:
   raw COPY        psycopg COPY ... FROM STDIN straight into an empty table (the floor of any loader)
+  raw COPY, keyed the same into an empty table with the landing table's primary key
+  loader, fresh   load() with replace_scope into an empty scope (a day loaded for the first time): direct COPY
   loader, new     adpipeline's load(): COPY into a temp table, key check, upsert (all rows new)
   loader, same    the same batch again (every row compared, none rewritten)
   loader, replace the same batch with replace_scope (delete-vanished + upsert)
@@ -53,11 +55,20 @@ def main() -> None:
         conn.commit()
         print(f"server: {conn.info.host}:{conn.info.port}  postgres {conn.info.server_version}")
 
-        def raw_copy():
-            with conn.cursor() as cur, cur.copy(f"COPY {SCHEMA}.raw_copy (account_id, ad_id, date, spend, clicks) FROM STDIN") as copy:
+        def raw_copy(target: str = f"{SCHEMA}.raw_copy"):
+            with conn.cursor() as cur, cur.copy(f"COPY {target} (account_id, ad_id, date, spend, clicks) FROM STDIN") as copy:
                 copy.set_types(["text", "text", "date", "numeric", "int8"])
                 for r in rows(n):
                     copy.write_row((r["account_id"], r["ad_id"], r["date"], r["spend"], r["clicks"]))
+            conn.commit()
+
+        def raw_copy_keyed():
+            conn.execute(f"CREATE TABLE {SCHEMA}.keyed (LIKE {table.qualified} INCLUDING ALL)")
+            raw_copy(f"{SCHEMA}.keyed")
+
+        def loader_fresh():
+            load(conn, table, rows(n), replace_scope={"date": (START, START + timedelta(days=364))})
+            conn.execute(f"TRUNCATE {table.qualified}")  # timed too (a hair): the next phases start empty
             conn.commit()
 
         def loader():
@@ -69,6 +80,8 @@ def main() -> None:
             conn.commit()
 
         timed("raw COPY", n, raw_copy)
+        timed("raw COPY, keyed", n, raw_copy_keyed)
+        timed("loader, fresh", n, loader_fresh)
         timed("loader, new", n, loader)
         timed("loader, same", n, loader)
         timed("loader, replace", n, loader_replace)

@@ -10,8 +10,10 @@ Shapes (each prints its own table):
   few-large   the 3 configured accounts at scale 300 (~30,000 rows per day) x N days (default 10)
   latency     many-small over N days (default 30) with every Graph call delayed by --latency (200 ms)
 Phases, each in a fresh subprocess so its peak RSS is its own:
-  serve       the sandbox's serve rate: fetch + parse the same calls as the pipeline, nothing stored
-  sequential  (latency shape) the same calls one after another: a sequential client
+  serve       the sandbox's serve rate: fetch + parse the same calls as the pipeline (one window of up to
+              window_days per account), one after another, nothing stored
+  sequential  (latency shape) a sequential client: one account-day after another (two calls each, as the
+              pipeline fetched before issue 23)
   pipeline    as a user runs it: `dagster asset materialize --select meta/ads_insights,meta/account_insights
               --partition-range A...B` (code-location load included; Dagster storage on the same Postgres)
   raw COPY    raw COPY of the same rows (read back untimed, in chunks) into an empty table of the same shape:
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -83,16 +86,21 @@ def day_range(days: int) -> list[date]:
 # ---- phases (run in subprocesses) --------------------------------------------------------------------
 
 
-def fetch_like_pipeline(client, accounts: list[str], days: list[date]) -> int:
-    """The calls the pipeline makes, parsed as it parses them; returns the ad rows."""
+def fetch_like_pipeline(client, accounts: list[str], days: list[date], per_day: bool = False) -> int:
+    """The calls the pipeline makes (each account's window of up to `window_days` days: its account totals,
+    then its ad rows), parsed as it parses them, one after another; `per_day`: one window per day, as the
+    pipeline fetched before issue 23. Returns the ad rows."""
+    from adpipeline.sources.meta.assets import day_windows
     from adpipeline.sources.meta.client import ACCOUNT_TOTALS_FIELDS, account_insights_record, insights_record
+    from adpipeline.sources.meta.resources import MetaResource
 
     rows = 0
     for account in accounts:
-        for day in days:  # each (account, day): its account totals, then its ad rows
-            for total in client.insights(account, day, day, level="account", fields=ACCOUNT_TOTALS_FIELDS):
+        for window in day_windows(days, 1 if per_day else MetaResource().window_days):
+            first, last = window[0], window[-1]
+            for total in client.insights(account, first, last, level="account", fields=ACCOUNT_TOTALS_FIELDS):
                 account_insights_record(total, account)
-            for row in client.insights(account, day, day):
+            for row in client.insights(account, first, last):
                 insights_record(row, account)
                 rows += 1
     return rows
@@ -104,7 +112,7 @@ def phase_serve(graph_url: str, accounts: list[str], days: list[date], sequentia
 
     started, cpu = time.perf_counter(), time.process_time()
     with MetaClient(graph_url, DEMO_ACCESS_TOKEN) as client:
-        rows = fetch_like_pipeline(client, accounts, days)
+        rows = fetch_like_pipeline(client, accounts, days, per_day=sequential)
         calls = client.calls
     return {"rows": rows, "seconds": time.perf_counter() - started, "cpu": time.process_time() - cpu,
             "api_calls": calls}
@@ -132,7 +140,11 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
         rows = conn.execute("SELECT count(*) FROM raw_meta.ads_insights").fetchone()[0]
         failed = conn.execute("SELECT count(*) FROM ops.etl_sync_log WHERE source = 'meta' AND entity = 'ads_insights'"
                               " AND status <> 'success'").fetchone()[0]
-    return {"rows": rows, "seconds": seconds, "failed_scopes": failed, "child_rss_mb": children_rss_mb()}
+    # how much of it the insights step itself took (the rest: code-location load, run start, checks' setup)
+    step = re.search(r'Finished execution of step "meta_insights" in ([0-9.]+)(ms|s|m)', out.stdout + out.stderr)
+    step_seconds = float(step.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[step.group(2)] if step else None
+    return {"rows": rows, "seconds": seconds, "failed_scopes": failed, "child_rss_mb": children_rss_mb(),
+            "step_seconds": step_seconds}
 
 
 def phase_copy() -> dict:
@@ -322,6 +334,9 @@ def report(shape: Shape, results: dict[str, dict], usage: dict, load_before: flo
     if "sequential" in results:
         line += f"; {rate(pipeline) / rate(results['sequential']):.1f}x the sequential client"
     print(line)
+    if pipeline.get("step_seconds"):
+        print(f"pipeline: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
+              f"({pipeline['rows'] / pipeline['step_seconds']:,.0f} rows/s inside the step)")
     print(f"sandbox throttled responses: {usage.get('throttled_responses')}")
     if pipeline.get("failed_scopes"):
         print(f"WARNING: {pipeline['failed_scopes']} sync-log rows not 'success'")

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from adpipeline.warehouse.loader import LoadError, Table, load
-from adpipeline.warehouse.sync_log import SyncInProgress, sync
+from adpipeline.warehouse.sync_log import SyncInProgress, sync, sync_days
 
 
 def insights_table(schema: str) -> Table:
@@ -120,6 +120,63 @@ def test_missing_key_values_are_a_clear_error(conn, table):
         load(conn, table, batch)
 
 
+DAY_1 = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 1))}
+
+
+def load_both_ways(conn, table: Table, batch: list[dict], scope) -> tuple:
+    """The batch into a fresh scope (the direct COPY) and into the same scope holding a row that the batch
+    replaces (the general temp-table path): counts and stored rows must agree."""
+    fresh = load(conn, table, batch, replace_scope=scope)
+    fresh_rows = snapshot(conn, table)
+    conn.rollback()
+    load(conn, table, rows_for("act_1", [1], ["zz"]))  # a stored row in the scope: conflict handling needed
+    general = load(conn, table, batch, replace_scope=scope)
+    general_rows = snapshot(conn, table)
+    conn.rollback()
+    return fresh, fresh_rows, general, general_rows
+
+
+def test_a_fresh_scope_loads_like_an_occupied_one(conn, table):
+    fresh, fresh_rows, general, general_rows = load_both_ways(conn, table, rows_for("act_1", [1], ["a", "b"]), DAY_1)
+    assert (fresh.processed, fresh.inserted, fresh.updated, fresh.deleted) == (2, 2, 0, 0)
+    assert (general.processed, general.inserted, general.updated, general.deleted) == (2, 2, 0, 1)
+    assert fresh_rows == general_rows and len(fresh_rows) == 2
+
+
+def test_a_key_repeated_in_a_batch_for_a_fresh_scope_keeps_the_last_row(conn, table):
+    batch = (rows_for("act_1", [1], ["a", "b"], spend="1") + rows_for("act_1", [1], ["a"], spend="2")
+             + rows_for("act_1", [1], ["c"]))
+    fresh, fresh_rows, general, general_rows = load_both_ways(conn, table, batch, DAY_1)
+    assert fresh_rows == general_rows
+    assert [(r[1], r[3]) for r in fresh_rows] == [("a", Decimal("2")), ("b", Decimal("1")), ("c", Decimal("1.5"))]
+    assert (fresh.processed, fresh.inserted, fresh.updated) == (4, 3, 0)
+
+
+def test_a_fresh_scope_still_refuses_rows_outside_it_and_missing_keys(conn, table):
+    outside = rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["c"])
+    with pytest.raises(LoadError, match="1 row\\(s\\) fall outside the replace scope"):
+        load(conn, table, outside, replace_scope=DAY_1)
+    conn.rollback()
+    no_key = rows_for("act_1", [1], ["a", "b"])
+    no_key[1]["ad_id"] = None
+    with pytest.raises(LoadError, match="1 row\\(s\\) lack a value for the key"):
+        load(conn, table, no_key, replace_scope=DAY_1)
+    conn.rollback()
+    assert snapshot(conn, table) == []
+
+
+def test_split_by_counts_each_day_of_a_window_on_both_paths(conn, table):
+    window = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 3))}
+    first = load(conn, table, rows_for("act_1", [1, 2], ["a", "b"]), replace_scope=window, split_by="date")
+    assert {d.day: (p.processed, p.inserted) for d, p in first.parts.items()} == {1: (2, 2), 2: (2, 2)}
+    # restated: day 1 unchanged, day 2 lost ad b and changed ad a, day 3 is new
+    again = rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["a"], spend="7") + rows_for("act_1", [3], ["c"])
+    second = load(conn, table, again, replace_scope=window, split_by="date")
+    counts = {d.day: (p.processed, p.inserted, p.updated, p.deleted) for d, p in second.parts.items()}
+    assert counts == {1: (2, 0, 0, 0), 2: (1, 0, 1, 1), 3: (1, 1, 0, 0)}
+    assert (second.processed, second.inserted, second.updated, second.deleted) == (4, 1, 1, 1)
+
+
 def test_successful_sync_commits_data_and_log_row_together(warehouse_url, conn, table):
     with sync(source="t_meta", scope="act_1", entity=table.qualified, sync_type="restatement",
               window=(date(2026, 11, 1), date(2026, 11, 2)), run_id="run-1", url=warehouse_url) as s:
@@ -163,6 +220,33 @@ def test_exception_mid_load_leaves_the_table_as_it_was_and_the_log_row_failed(wa
     assert snapshot(conn, table) == before
     status, error = conn.execute("SELECT status, error FROM ops.etl_sync_log WHERE id = %s", (s.id,)).fetchone()
     assert status == "failed" and "page 2 of act_1 could not be fetched" in error
+
+
+def test_a_sync_of_several_days_logs_each_day_and_commits_or_fails_them_together(warehouse_url, conn, table):
+    days = {date(2026, 11, 1): "restatement", date(2026, 11, 2): "incremental"}
+    window = {"account_id": "act_1", "date": (date(2026, 11, 1), date(2026, 11, 2))}
+    with sync_days(source="t_meta", scope="act_1", entity=table.qualified, days=days, run_id="run-2",
+                   url=warehouse_url) as s:
+        s.load(table, rows_for("act_1", [1], ["a", "b"]) + rows_for("act_1", [2], ["a"]), replace_scope=window)
+        s.api_calls = 2
+    logged = conn.execute(
+        "SELECT window_start, window_end, sync_type, status, records_processed, records_inserted, api_calls"
+        " FROM ops.etl_sync_log WHERE dagster_run_id = 'run-2' ORDER BY window_start").fetchall()
+    assert logged == [(date(2026, 11, 1), date(2026, 11, 1), "restatement", "success", 2, 2, 2),
+                      (date(2026, 11, 2), date(2026, 11, 2), "incremental", "success", 1, 1, 0)]
+    conn.commit()
+
+    def failing():
+        yield from rows_for("act_1", [1], ["a"], spend="5")
+        raise ConnectionError("the window's second page could not be fetched")
+
+    with pytest.raises(ConnectionError):
+        with sync_days(source="t_meta", scope="act_1", entity=table.qualified, days=days, run_id="run-3",
+                       url=warehouse_url) as s:
+            s.load(table, failing(), replace_scope=window)
+    assert len(snapshot(conn, table)) == 3 and {r[3] for r in snapshot(conn, table)} == {Decimal("1.5")}
+    statuses = conn.execute("SELECT status FROM ops.etl_sync_log WHERE dagster_run_id = 'run-3'").fetchall()
+    assert statuses == [("failed",), ("failed",)]
 
 
 def test_a_second_concurrent_sync_of_the_same_scope_is_refused(warehouse_url, table):

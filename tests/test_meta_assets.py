@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qs
 
 import dagster as dg
 import psycopg
@@ -198,6 +200,28 @@ def test_a_28_day_restatement_converges_to_the_emulations_truth(meta):
     assert kinds == {"restatement": 27 * 3, "incremental": 3}  # yesterday is also in the hourly window
 
 
+def test_a_range_is_fetched_per_account_window_and_logged_per_account_day(meta):
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
+    meta.sandbox.admin.reset_requests()
+    result = meta.run(ADS_INSIGHTS, days=("2026-11-09", "2026-11-22"), checks=False)  # 14 days: two 7-day windows
+    assert result.success
+    asked: dict[str, list[tuple[str, str]]] = {}  # account -> (level, time_range) of each first page asked
+    for entry in meta.sandbox.admin.requests()["recent"]:
+        query = parse_qs(entry["query"])
+        if entry["path"].endswith("/insights") and "after" not in query:
+            asked.setdefault(entry["path"].split("/")[-2], []).append((query["level"][0], query["time_range"][0]))
+    windows = [json.dumps({"since": a, "until": b}) for a, b in (("2026-11-09", "2026-11-15"), ("2026-11-16", "2026-11-22"))]
+    for account in ACCOUNTS:  # each window once at each level, not two calls per day
+        assert sorted(asked[account]) == sorted((level, w) for level in ("account", "ad") for w in windows)
+    logged = meta.rows("SELECT scope, window_start::text, window_end::text, records_processed FROM ops.etl_sync_log"
+                       " WHERE entity = 'ads_insights' AND status = 'success' ORDER BY 1, 2")
+    per_day = dict(((a, d), n) for a, d, n in meta.rows(
+        "SELECT account_id, date::text, count(*) FROM raw_meta.ads_insights GROUP BY 1, 2"))
+    assert [(a, d) for a, d, _, _ in logged] == sorted(per_day) and len(logged) == 3 * 14
+    assert all(start == end and n == per_day[(a, start)] for a, start, end, n in logged)
+    assert len(materializations(result, ADS_INSIGHTS)) == 14
+
+
 def test_hourly_run_pulls_yesterday_and_today_without_asking_any_account_for_its_future(meta):
     # 00:30 in Jamaica on the 24th: London is on the 24th too, Denver still on the 23rd
     now = meta.sandbox.admin.set_clock("2026-11-24T05:30:00Z")
@@ -239,13 +263,14 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
     assert info["failed_scopes"] == [f"{a} 2026-11-{d}" for a in (DENVER, LONDON) for d in (20, 21, 22)]
     assert "permission denied" in info["errors"][f"{DENVER} 2026-11-20"]
     assert "rate limited" in info["errors"][f"{LONDON} 2026-11-20"]
-    assert info["errors"][f"{DENVER} 2026-11-21"].startswith("not attempted")
+    # the three days are one time_range, one call: they fail together, each with its own sync-log row
+    assert all("permission denied" in info["errors"][f"{DENVER} 2026-11-{d}"] for d in (21, 22))
     [accounts] = meta.recorded(result, AD_ACCOUNTS)
     assert accounts.metadata["failed_scopes"].value == [DENVER]
     statuses = meta.rows("SELECT scope, window_start::text, status FROM ops.etl_sync_log WHERE entity = 'ads_insights'")
-    # per-scope rows only (a skipped day has none: it was never attempted)
     assert sorted(statuses) == sorted([*((JAMAICA, f"2026-11-{d}", "success") for d in (20, 21, 22)),
-                                       (DENVER, "2026-11-20", "failed"), (LONDON, "2026-11-20", "failed")])
+                                       *((DENVER, f"2026-11-{d}", "failed") for d in (20, 21, 22)),
+                                       *((LONDON, f"2026-11-{d}", "failed") for d in (20, 21, 22))])
     logged = " ".join(str(e.message) for e in result.all_events) + repr(info) + message
     assert "access_token=***" in repr(info) and DEMO_ACCESS_TOKEN not in logged  # errors name URLs, never the token
     assert {a for (a,) in meta.rows("SELECT DISTINCT account_id FROM raw_meta.ads_insights")} == {JAMAICA}
@@ -274,9 +299,9 @@ def test_a_failed_older_day_is_not_masked_by_a_later_success(meta):
     scopes = checks["all_scopes_loaded"]
     assert not scopes.passed and scopes.severity == dg.AssetCheckSeverity.ERROR  # Denver's newest load succeeded...
     assert scopes.metadata["failed_scopes"].value == [DENVER]
-    error = scopes.metadata["errors"].value[DENVER]  # ...but its 20th failed (and its 21st was not attempted)
-    assert error.startswith("failed days 2026-11-20: ") and "permission denied" in error
-    completeness = checks["completeness"]  # which sees the day never attempted too
+    error = scopes.metadata["errors"].value[DENVER]  # ...but its 20th and 21st failed (one window, one call)
+    assert error.startswith("failed days 2026-11-20, 2026-11-21: ") and "permission denied" in error
+    completeness = checks["completeness"]  # which sees every failed day too
     assert not completeness.passed and f"{DENVER} 2026-11-21" in completeness.metadata["incomplete_account_days"].value
     assert meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-21"), checks=False).success  # the operator's rerun
     assert meta.check("all_scopes_loaded")["all_scopes_loaded"].passed

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
+import time as real_time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -216,7 +219,7 @@ def test_a_throttled_client_waits_out_each_block_once(sandbox):
 def test_the_client_slows_down_before_the_limit(sandbox):
     script(sandbox, limits={"account_calls": 20, "window_seconds": 60, "block_seconds": 300})
     time = FakeTime(sandbox)
-    client = make_client(sandbox, time, page_limit=10)
+    client = make_client(sandbox, time, page_limit=10, max_in_flight=4)
     day = 1
     while client.calls < 60:
         list(client.entities(JAMAICA, "campaigns"))
@@ -225,6 +228,34 @@ def test_the_client_slows_down_before_the_limit(sandbox):
     # three times the budget of 20 calls a minute...
     assert usage(sandbox)["throttled_responses"] == 0  # ...and not one refused
     assert client.throttle_pauses > 0 and sum(time.sleeps) == pytest.approx(client.throttle_seconds)
+
+
+class SharedTime(FakeTime):
+    """FakeTime for several threads: a pause takes a little real time too, so the other threads run during it."""
+
+    def __init__(self, sandbox: SandboxProcess) -> None:
+        super().__init__(sandbox)
+        self.lock = threading.Lock()
+
+    def sleep(self, seconds: float) -> None:
+        with self.lock:
+            super().sleep(seconds)
+        real_time.sleep(0.05)
+
+
+def test_parallel_calls_share_the_slow_down_and_none_is_refused(sandbox):
+    script(sandbox, limits={"account_calls": 40, "window_seconds": 60, "block_seconds": 300})
+    time = SharedTime(sandbox)
+    client = make_client(sandbox, time, page_limit=10, max_in_flight=8)
+
+    def pull(day: int) -> int:
+        return len(list(client.insights(JAMAICA, date(2026, 10, day), date(2026, 10, day))))
+
+    with ThreadPoolExecutor(max_workers=8) as pool:  # eight windows of one account at once
+        assert all(list(pool.map(pull, range(1, 31))))
+    assert client.calls > 120  # three times the budget of 40 calls a minute...
+    assert usage(sandbox)["throttled_responses"] == 0  # ...and not one refused
+    assert client.throttle_pauses > 0
 
 
 # ---- oversized requests and async reports -------------------------------------------------------------

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timezone
 from typing import Any, Callable, Iterator, Protocol
@@ -104,6 +105,7 @@ class ApiClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = clock.sleep,
         rng: random.Random | None = None,
+        max_in_flight: int = 4,
     ) -> None:
         install_log_redaction()  # any process that talks to an API gets masked logs
         self.base_url = base_url.rstrip("/")
@@ -120,6 +122,12 @@ class ApiClient:
         self.calls_by_scope: Counter[str | None] = Counter()
         self.retries = 0
         self._lock = threading.Lock()
+        # shared by every thread using this client: at most `max_in_flight` requests at once, a pause one
+        # thread is told to take holds them all, and near a rate limit (`one_at_a_time`) calls go singly
+        self._in_flight = threading.BoundedSemaphore(max(1, max_in_flight))
+        self._single = threading.Lock()
+        self._resume_at = 0.0
+        self.one_at_a_time = False
 
     # ---- hooks for sources -------------------------------------------------------------------
 
@@ -143,7 +151,29 @@ class ApiClient:
         return ApiError(kind, message, status=status, code=code, subcode=subcode, retry_after=retry_after)
 
     def throttle(self, response: requests.Response) -> None:
-        """Called after every successful response; may `self.sleep(...)` before the next call."""
+        """Called after every successful response; may `self.hold(...)` the next calls."""
+
+    def hold(self, seconds: float) -> None:
+        """No call of this client, from any thread, starts in the next `seconds`; this thread waits them out."""
+        with self._lock:
+            self._resume_at = max(self._resume_at, self.clock() + seconds)
+        self.sleep(seconds)
+
+    @contextmanager
+    def _turn(self) -> Iterator[None]:
+        """A slot for one request: within the in-flight cap, after any pause, singly near a limit."""
+        with self._in_flight:
+            single = self.one_at_a_time
+            if single:
+                self._single.acquire()
+            try:
+                wait = self._resume_at - self.clock()
+                if wait > 0:
+                    self.sleep(wait)
+                yield
+            finally:
+                if single:
+                    self._single.release()
 
     def prepare(self, spec: RequestSpec) -> RequestSpec:
         """Called before every attempt (so auth can be refreshed between retries)."""
@@ -305,26 +335,29 @@ class ApiClient:
             response: requests.Response | None = None
             payload: Any = None
             t0 = time.perf_counter()
-            try:
-                response = self.session.request(
-                    current.method,
-                    url,
-                    params=current.params,
-                    json=current.json,
-                    headers=current.headers,
-                    timeout=self.timeout,
-                )
-            except requests.RequestException as exc:
-                error = _transport_error(exc, self.timeout)
-            else:
+            with self._turn():
                 try:
-                    error = self.classify(response)
-                except ValueError:  # a source rule read a body that is not JSON: fall back to the status
-                    error = ApiClient.classify(self, response) or ApiError(
-                        ErrorKind.BAD_PAYLOAD, "unreadable response body", status=response.status_code
+                    response = self.session.request(
+                        current.method,
+                        url,
+                        params=current.params,
+                        json=current.json,
+                        headers=current.headers,
+                        timeout=self.timeout,
                     )
-                if error is None and parse_json:
-                    payload, error = _decode_json(response)
+                except requests.RequestException as exc:
+                    error = _transport_error(exc, self.timeout)
+                else:
+                    try:
+                        error = self.classify(response)
+                    except ValueError:  # a source rule read a body that is not JSON: fall back to the status
+                        error = ApiClient.classify(self, response) or ApiError(
+                            ErrorKind.BAD_PAYLOAD, "unreadable response body", status=response.status_code
+                        )
+                    if error is None and parse_json:
+                        payload, error = _decode_json(response)
+                    if error is None:
+                        self.throttle(response)  # inside the turn: the next calls see its verdict
             elapsed = time.perf_counter() - t0
             shown_url = redact(response.url if response is not None else _full_url(url, current.params))
             self.log.debug(
@@ -338,7 +371,6 @@ class ApiClient:
             )
             if error is None:
                 assert response is not None
-                self.throttle(response)
                 return response, payload
 
             error.source = error.source or self.source
@@ -366,7 +398,10 @@ class ApiClient:
             self.log.warning(
                 "%s; retrying in %.1fs (attempt %d of %d)", error.describe(), wait, attempt, self.retry.max_attempts
             )
-            self.sleep(wait)
+            if error.kind is ErrorKind.THROTTLED:
+                self.hold(wait)  # the limit is the API's or the account's, not this thread's: every call waits
+            else:
+                self.sleep(wait)
 
 
 # ---- paging strategies ---------------------------------------------------------------------

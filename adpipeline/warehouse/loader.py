@@ -2,15 +2,19 @@
 
 Rows stream (iterables of dicts, or DataFrames) through COPY into a temp table, then either upsert on
 the table's natural key, or replace a whole scope (one account's date window, one region) so rows that
-vanished upstream disappear. The loader never commits: the caller's transaction (see `sync_log.sync`)
+vanished upstream disappear. A replace of a scope that holds no rows yet (a day loaded for the first time:
+the common case) COPYs straight into the table instead, as fast as a raw COPY into it. The loader never commits: the caller's transaction (see `sync_log.sync`)
 makes the data and the sync-log row land together or not at all.
 """
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sys
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -66,22 +70,29 @@ class Table:
         return f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n    {body}\n)"
 
 
+COUNTS = ("processed", "inserted", "updated", "deleted")
+
+
 @dataclass
 class LoadResult:
     processed: int = 0
     inserted: int = 0
     updated: int = 0
     deleted: int = 0
+    # with load(split_by=column): the counts per value of that column (e.g. per day of a window)
+    parts: dict[Any, LoadResult] = field(default_factory=dict, repr=False, compare=False)
 
     def __iadd__(self, other: LoadResult) -> LoadResult:
-        self.processed += other.processed
-        self.inserted += other.inserted
-        self.updated += other.updated
-        self.deleted += other.deleted
+        for name in COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
     def as_metadata(self) -> dict[str, int]:
-        return {f"rows_{k}": v for k, v in vars(self).items()}
+        return {f"rows_{k}": getattr(self, k) for k in COUNTS}
+
+
+def _part(parts: dict[Any, LoadResult], value: Any) -> LoadResult:
+    return parts.setdefault(value, LoadResult())
 
 
 Scope = Mapping[str, Any]  # column -> value, or column -> (low, high) inclusive
@@ -93,51 +104,121 @@ def load(
     rows: Iterable[Mapping[str, Any]] | pd.DataFrame | Iterable[pd.DataFrame],  # noqa: F821
     *,
     replace_scope: Scope | None = None,
+    split_by: str | None = None,
 ) -> LoadResult:
     """Load rows into `table` inside the caller's transaction.
 
     Upsert on the natural key; rows identical to the stored ones are not rewritten (and not counted
     as updated). With `replace_scope`, stored rows inside the scope that the batch does not contain
     are deleted, and a batch row outside the scope is an error. Within a batch the last row per key wins.
+    With `split_by` (a column) the result's `parts` hold the counts per value of that column.
     """
     temp = sql.Identifier(f"_load_{table.name}")
     cols = table.load_columns
     if conn.autocommit:
         raise ValueError("load() runs inside the caller's transaction; use a connection without autocommit")
+    if split_by is not None and split_by not in table.columns:
+        raise ValueError(f"{table.qualified}: split_by names an unknown column {split_by!r}")
+    split = sql.Identifier(split_by) if split_by else sql.SQL("NULL")
+    parts: dict[Any, LoadResult] = {}
+    values = _tuples(rows, cols)
     # This statement opens the caller's transaction if none is open yet (psycopg begins implicitly),
     # so the block below is a savepoint inside it and never a transaction of its own that commits.
     conn.execute(sql.SQL("DROP TABLE IF EXISTS {t}").format(t=temp))
     with conn.transaction():  # a savepoint: a failed load leaves the caller's transaction usable
-        conn.execute(
-            sql.SQL("CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT {c} FROM {src} WITH NO DATA").format(
-                t=temp, c=sql.SQL(", ").join(map(sql.Identifier, cols)), src=table.ident
+        copied = False
+        if replace_scope is not None and _scope_is_empty(conn, table, replace_scope):
+            copied, values = _copy_new(conn, table, values, replace_scope, split_by, parts)
+        if values is not None:  # upsert (with a replace) or, after a direct COPY stopped, the rest of the rows
+            conn.execute(
+                sql.SQL("CREATE TEMP TABLE {t} ON COMMIT DROP AS SELECT {c} FROM {src} WITH NO DATA").format(
+                    t=temp, c=sql.SQL(", ").join(map(sql.Identifier, cols)), src=table.ident
+                )
             )
-        )
-        # Sorts and hash aggregates over a whole batch: give them memory for this transaction only.
-        conn.execute("SELECT set_config('work_mem', '256MB', true)")
-        processed = _copy(conn, temp, table, rows)
-        # Without statistics the planner assumes a tiny temp table and picks nested loops, which makes
-        # the replace-scope anti-join quadratic (9k rows: 20 s); ANALYZE costs ~0.1 s per 1M rows.
-        conn.execute(sql.SQL("ANALYZE {t}").format(t=temp))
-        _check_keys(conn, temp, table)
-        deleted = 0
-        if replace_scope is not None:
-            deleted = _replace_scope(conn, temp, table, replace_scope)
-        inserted, updated = _upsert(conn, temp, table)
-    return LoadResult(processed=processed, inserted=inserted, updated=updated, deleted=deleted)
+            # Sorts and hash aggregates over a whole batch: give them memory for this transaction only.
+            conn.execute("SELECT set_config('work_mem', '256MB', true)")
+            _copy(conn, temp, table, values)
+            # Without statistics the planner assumes a tiny temp table and picks nested loops, which makes
+            # the replace-scope anti-join quadratic (9k rows: 20 s); ANALYZE costs ~0.1 s per 1M rows.
+            conn.execute(sql.SQL("ANALYZE {t}").format(t=temp))
+            _check_keys(conn, temp, table)
+            for value, n in conn.execute(sql.SQL("SELECT {s}, count(*) FROM {t} GROUP BY 1").format(s=split, t=temp)):
+                _part(parts, value).processed += n
+            if replace_scope is not None:
+                _check_inside(conn, temp, table, replace_scope)
+                if not copied:  # after a direct COPY the scope holds only this batch's rows: nothing vanished
+                    for value, n in _delete_vanished(conn, temp, table, replace_scope, split):
+                        _part(parts, value).deleted += n
+            for value, inserted, updated in _upsert(conn, temp, table, split):
+                part = _part(parts, value)
+                part.inserted += inserted
+                # the scope was empty: every key is new, an "update" only met an earlier row of this batch
+                part.updated += 0 if copied else updated
+    total = LoadResult(parts=parts if split_by else {})
+    for part in parts.values():
+        total += part
+    return total
 
 
-def _copy(conn: psycopg.Connection, temp: sql.Identifier, table: Table, rows) -> int:
+def _copy(conn: psycopg.Connection, target: sql.Composable, table: Table, values: Iterator[tuple]) -> int:
     cols = table.load_columns
     types = [*table.columns.values(), *(["jsonb"] if table.payload else [])]
     count = 0
-    statement = sql.SQL("COPY {t} ({c}) FROM STDIN").format(t=temp, c=sql.SQL(", ").join(map(sql.Identifier, cols)))
+    statement = sql.SQL("COPY {t} ({c}) FROM STDIN").format(t=target, c=sql.SQL(", ").join(map(sql.Identifier, cols)))
     with conn.cursor() as cur, cur.copy(statement) as copy:
         copy.set_types([_copy_type(t) for t in types])
-        for values in _tuples(rows, cols):
-            copy.write_row(values)
+        for row in values:
+            copy.write_row(row)
             count += 1
     return count
+
+
+def _scope_is_empty(conn: psycopg.Connection, table: Table, scope: Scope) -> bool:
+    _validate_scope(table, scope)
+    inside, params = _scope_predicate("d", scope)
+    return not conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {target} AS d WHERE {p})").format(target=table.ident, p=inside), params
+    ).fetchone()[0]
+
+
+def _copy_new(conn: psycopg.Connection, table: Table, values: Iterator[tuple], scope: Scope,
+              split_by: str | None, parts: dict[Any, LoadResult]) -> tuple[bool, Iterator[tuple] | None]:
+    """COPY rows straight into the table while each is plainly insertable (key present, inside the scope, key
+    not seen before in this batch), counting them into `parts`. Returns whether any row was copied and, if it
+    had to stop, the rows not copied yet."""
+    cols = table.load_columns
+    positions = [cols.index(k) for k in table.key]
+    # itemgetter of two or more positions gives a tuple; a one-column key gets a dummy second position
+    key_of = operator.itemgetter(*positions) if len(positions) > 1 else operator.itemgetter(positions[0], positions[0])
+    bounds = [(cols.index(c), *(v if isinstance(v, tuple) else (v, v))) for c, v in scope.items()]
+    split_at = cols.index(split_by) if split_by else None
+    counts: Counter = Counter()
+    seen: set[int] = set()  # hashes: a collision only sends the rest the general way
+    stopped: list[tuple] = []
+
+    def plain() -> Iterator[tuple]:
+        for row in values:
+            key = key_of(row)
+            digest = hash(key)
+            try:
+                ok = None not in key and digest not in seen
+                for i, low, high in bounds:
+                    ok = ok and low <= row[i] <= high
+            except TypeError:  # a value of another type than the scope's (e.g. a date as text): let SQL judge
+                ok = False
+            if not ok:
+                stopped.append(row)
+                return
+            seen.add(digest)
+            counts[None if split_at is None else row[split_at]] += 1
+            yield row
+
+    copied = _copy(conn, table.ident, table, plain())
+    for value, n in counts.items():
+        part = _part(parts, value)
+        part.processed += n
+        part.inserted += n
+    return copied > 0, (itertools.chain(stopped, values) if stopped else None)
 
 
 def _copy_type(pg_type: str) -> str:
@@ -153,19 +234,20 @@ def _tuples(rows, cols: list[str]) -> Iterator[tuple]:
     is_frame = (lambda obj: isinstance(obj, pd.DataFrame)) if pd else (lambda obj: False)
     if is_frame(rows):
         rows = [rows]
+    wrap = _wrap_payload if cols[-1] == PAYLOAD else (lambda values: values)
     for item in rows:
         if is_frame(item):
             # convert_dtypes keeps integer columns with gaps integral (Int64), not float
             frame = item.reindex(columns=cols).convert_dtypes().astype(object)
             frame = frame.where(frame.notna(), None)
             for values in frame.itertuples(index=False, name=None):
-                yield _wrap_payload(values, cols)
+                yield wrap(values)
         else:
-            yield _wrap_payload(tuple(item.get(c) for c in cols), cols)
+            yield wrap(tuple(map(item.get, cols)))
 
 
-def _wrap_payload(values: tuple, cols: list[str]) -> tuple:
-    if cols[-1] == PAYLOAD and values[-1] is not None and not isinstance(values[-1], Jsonb):
+def _wrap_payload(values: tuple) -> tuple:
+    if values[-1] is not None and not isinstance(values[-1], Jsonb):
         return (*values[:-1], Jsonb(values[-1]))
     return values
 
@@ -190,18 +272,26 @@ def _scope_predicate(alias: str, scope: Scope) -> tuple[sql.Composable, list]:
     return sql.SQL(" AND ").join(parts), params
 
 
-def _replace_scope(conn: psycopg.Connection, temp: sql.Identifier, table: Table, scope: Scope) -> int:
+def _validate_scope(table: Table, scope: Scope) -> None:
     if not scope:
         raise LoadError(f"{table.qualified}: an empty replace scope would replace the whole table")
     unknown = [c for c in scope if c not in table.columns]
     if unknown:
         raise LoadError(f"{table.qualified}: replace scope names unknown columns {unknown}")
+
+
+def _check_inside(conn: psycopg.Connection, temp: sql.Identifier, table: Table, scope: Scope) -> None:
+    _validate_scope(table, scope)
     inside, params = _scope_predicate("s", scope)
     outside = conn.execute(
         sql.SQL("SELECT count(*) FROM {t} AS s WHERE NOT ({p})").format(t=temp, p=inside), params
     ).fetchone()[0]
     if outside:
         raise LoadError(f"{table.qualified}: {outside} row(s) fall outside the replace scope {dict(scope)}")
+
+
+def _delete_vanished(conn: psycopg.Connection, temp: sql.Identifier, table: Table, scope: Scope,
+                     split: sql.Composable) -> list[tuple[Any, int]]:
     in_target, params = _scope_predicate("d", scope)
     same_key = sql.SQL(" AND ").join(
         sql.SQL("s.{k} = d.{k}").format(k=sql.Identifier(k)) for k in table.key
@@ -209,17 +299,20 @@ def _replace_scope(conn: psycopg.Connection, temp: sql.Identifier, table: Table,
     # The target's statistics rarely know the scope (a new day): estimated at one row, the planner picks a
     # nested loop over the temp table, quadratic in the scope's rows (9k rows: 20 s). Hash joins here.
     conn.execute("SELECT set_config('enable_nestloop', 'off', true)")  # a failure rolls it back with the savepoint
-    cur = conn.execute(
-        sql.SQL("DELETE FROM {target} AS d WHERE {p} AND NOT EXISTS (SELECT 1 FROM {t} AS s WHERE {same})").format(
-            target=table.ident, p=in_target, t=temp, same=same_key
+    deleted = conn.execute(
+        sql.SQL("WITH gone AS (DELETE FROM {target} AS d WHERE {p} AND NOT EXISTS (SELECT 1 FROM {t} AS s WHERE {same})"
+                " RETURNING {s} AS part) SELECT part, count(*) FROM gone GROUP BY 1").format(
+            target=table.ident, p=in_target, t=temp, same=same_key, s=split
         ),
         params,
-    )
+    ).fetchall()
     conn.execute("SELECT set_config('enable_nestloop', 'on', true)")
-    return cur.rowcount
+    return deleted
 
 
-def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table) -> tuple[int, int]:
+def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table,
+            split: sql.Composable) -> list[tuple[Any, int, int]]:
+    """Insert or update the temp table's rows; (split value, inserted, updated) per value of `split`."""
     cols = table.load_columns
     ident = sql.SQL(", ").join(map(sql.Identifier, cols))
     keys = sql.SQL(", ").join(map(sql.Identifier, table.key))
@@ -246,14 +339,13 @@ def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table) -> tup
     statement = sql.SQL(
         "WITH src AS ({source}),"
         " written AS (INSERT INTO {target} AS {alias} ({cols}, {loaded}) SELECT {cols}, now() FROM src"
-        " ON CONFLICT ({keys}) {conflict} RETURNING (xmax = 0) AS inserted)"
-        " SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+        " ON CONFLICT ({keys}) {conflict} RETURNING {s} AS part, (xmax = 0) AS inserted)"
+        " SELECT part, count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written GROUP BY 1"
     ).format(
         source=source, keys=keys, cols=ident, target=table.ident, alias=sql.Identifier(table.name),
-        loaded=sql.Identifier(LOADED_AT), conflict=conflict,
+        loaded=sql.Identifier(LOADED_AT), conflict=conflict, s=split,
     )
-    inserted, updated = conn.execute(statement).fetchone()
-    return inserted, updated
+    return conn.execute(statement).fetchall()
 
 
 def ensure_table(conn: psycopg.Connection, table: Table) -> list[str]:

@@ -34,9 +34,14 @@ class WarehouseResource(dg.ConfigurableResource):
     def sync(self, **kwargs):
         """One sync attempt (see `sync_log.sync`): data and sync-log row commit together, and only while
         the Dagster run it belongs to is still in progress."""
-        run_id = kwargs.get("run_id")
-        fence = run_fence(self._instance, run_id) if self._instance is not None and run_id else None
-        return sync_log.sync(url=self.dsn(), fence=fence, **kwargs)
+        return sync_log.sync(url=self.dsn(), fence=self._fence(kwargs.get("run_id")), **kwargs)
+
+    def sync_days(self, **kwargs):
+        """Several days of one scope in one attempt (see `sync_log.sync_days`), fenced like `sync`."""
+        return sync_log.sync_days(url=self.dsn(), fence=self._fence(kwargs.get("run_id")), **kwargs)
+
+    def _fence(self, run_id: str | None):
+        return run_fence(self._instance, run_id) if self._instance is not None and run_id else None
 
     def token_store(self) -> TokenStore:
         return TokenStore(self.dsn())

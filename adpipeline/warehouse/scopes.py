@@ -13,7 +13,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -47,25 +48,40 @@ class ScopeRunner:
         self.failed: dict[str, str] = {}
         self.partial: dict[str, str] = {}
         self.retryable = True  # every failure so far was transient: a step retry may fix it
+        self.errors: dict[str, BaseException] = {}  # the exception each failed scope ended with
+        self._lock = threading.Lock()
 
-    def run(self, label: str, body: Callable[[Sync], None], *, scope: str, sync_type: str,
-            window: tuple[date, date] | None = None, api_calls: Callable[[], int] | None = None) -> Sync | None:
-        """`body` in the sync of (source, scope, entity, window); the committed Sync, or None if it failed."""
+    def run(self, label: str, body: Callable[[Sync], None], *, scope: str, sync_type: str = "incremental",
+            window: tuple[date, date] | None = None, api_calls: Callable[[], int] | None = None,
+            days: Mapping[date, str] | None = None) -> Sync | None:
+        """`body` in the sync of (source, scope, entity, window); the committed Sync, or None if it failed.
+
+        With `days` (day -> sync type): one attempt at those days of `scope` in ONE transaction, each day its
+        own sync-log row and its own label `"{scope} {day}"`, committed or failed together. Thread-safe: the
+        scopes of one step may run in parallel."""
+        labels = [f"{scope} {day}" for day in sorted(days)] if days else [label]
+        common = {"source": self.source, "scope": scope, "entity": self.entity, "run_id": self.context.run.run_id,
+                  "api_calls": api_calls}
+        attempt = (self.warehouse.sync_days(days=days, **common) if days
+                   else self.warehouse.sync(sync_type=sync_type, window=window, **common))
         try:
-            with self.warehouse.sync(source=self.source, scope=scope, entity=self.entity, sync_type=sync_type,
-                                     window=window, run_id=self.context.run.run_id, api_calls=api_calls) as sync:
+            with attempt as sync:
                 body(sync)
         except Exception as error:
             if self.fatal(error):
                 raise
-            self.fail(label, describe(error), retryable=_retryable(error))
+            with self._lock:
+                for one in labels:
+                    self.errors[one] = error
+                    self.fail(one, describe(error), retryable=_retryable(error))
             return None
-        self.loaded += sync.result
-        self.succeeded.append(label)
-        if sync.partial:
-            self.partial[label] = redact(sync.partial)
-            self.retryable = False  # its healthy part is committed; what failed needs the action, not a retry
-            self.context.log.error(f"{self.source} {self.entity} {label}: {self.partial[label]}")
+        with self._lock:
+            self.loaded += sync.result
+            self.succeeded.extend(labels)
+            if sync.partial:
+                self.partial[label] = redact(sync.partial)
+                self.retryable = False  # its healthy part is committed; what failed needs the action, not a retry
+                self.context.log.error(f"{self.source} {self.entity} {label}: {self.partial[label]}")
         return sync
 
     def fail(self, label: str, message: str, *, retryable: bool = False) -> None:
@@ -83,7 +99,7 @@ class ScopeRunner:
             "scopes_loaded": len(self.succeeded),
             "failed_scopes": dg.MetadataValue.json(sorted(self.failed)),
             "partial_scopes": dg.MetadataValue.json(sorted(self.partial)),
-            "errors": dg.MetadataValue.json({k: v[:500] for k, v in sorted(problems.items())}),
+            "errors": dg.MetadataValue.json({k: v[:1000] for k, v in sorted(problems.items())}),
         }
 
     def finish(self, results: Sequence[dg.MaterializeResult], partitions: Sequence[str | None] = (None,),

@@ -16,7 +16,7 @@ A sync of one (source, scope, entity, window):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -65,12 +65,16 @@ class Sync:
     result: LoadResult = field(default_factory=LoadResult)
     api_calls: int = 0
     partial: str | None = None  # set by the body: what of this scope failed although the rest commits
+    split_by: str | None = None  # a sync of several days (`sync_days`): the column naming each row's day
 
     def load(self, table: Table, rows, *, replace_scope: dict[str, Any] | None = None, count: bool = True) -> LoadResult:
         """Load in this sync's transaction; `count=False` for side tables the sync-log counts should not include."""
-        loaded = load(self.conn, table, rows, replace_scope=replace_scope)
+        loaded = load(self.conn, table, rows, replace_scope=replace_scope, split_by=self.split_by if count else None)
         if count:
             self.result += loaded
+            for value, part in loaded.parts.items():
+                merged = self.result.parts.setdefault(value, LoadResult())
+                merged += part
         return loaded
 
 
@@ -116,53 +120,89 @@ def sync(
     fence: Callable[[], str | None] | None = None,
 ) -> Iterator[Sync]:
     """Run one sync attempt; see the module docstring for the guarantees."""
-    if sync_type not in SYNC_TYPES:
-        raise ValueError(f"sync_type must be one of {SYNC_TYPES}, got {sync_type!r}")
-    start, end = window or (None, None)
-    key = _lock_key(source, scope, entity, start, end)
+    with _attempt(source, scope, entity, {window or (None, None): sync_type}, run_id, url, api_calls, fence,
+                  None) as handle:
+        yield handle
+
+
+@contextmanager
+def sync_days(
+    *,
+    source: str,
+    scope: str,
+    entity: str,
+    days: Mapping[date, str],
+    day_column: str = "date",
+    run_id: str | None = None,
+    url: str | None = None,
+    api_calls: Callable[[], int] | None = None,
+    fence: Callable[[], str | None] | None = None,
+) -> Iterator[Sync]:
+    """One attempt at several days of a scope (day -> sync type) in ONE data transaction, each day with its own
+    sync-log row, lock and counts (by `day_column` of the loaded rows), as if each were its own sync: all
+    commit together or all fail together. The window's API calls are recorded on its first day's row."""
+    windows = {(day, day): days[day] for day in sorted(days)}
+    with _attempt(source, scope, entity, windows, run_id, url, api_calls, fence, day_column) as handle:
+        yield handle
+
+
+@contextmanager
+def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str], run_id: str | None,
+             url: str | None, api_calls: Callable[[], int] | None, fence: Callable[[], str | None] | None,
+             split_by: str | None) -> Iterator[Sync]:
+    for sync_type in windows.values():
+        if sync_type not in SYNC_TYPES:
+            raise ValueError(f"sync_type must be one of {SYNC_TYPES}, got {sync_type!r}")
+    keys = [_lock_key(source, scope, entity, start, end) for start, end in windows]
+    locked: list[str] = []
     conn = connect(url)
     try:
-        if not _try_lock(conn, key):
-            raise SyncInProgress(
-                f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
-            )
+        for key in keys:
+            if not _try_lock(conn, key):
+                raise SyncInProgress(
+                    f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
+                )
+            locked.append(key)
         fail_abandoned(conn, source, scope, entity)
-        sync_id = conn.execute(
+        ids = [conn.execute(
             "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
             " dagster_run_id, started_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s) RETURNING id",
             (source, scope, entity, sync_type, start, end, run_id, clock.now()),
-        ).fetchone()[0]
+        ).fetchone()[0] for (start, end), sync_type in windows.items()]
         conn.commit()
-        handle = Sync(conn=conn, id=sync_id, source=source, scope=scope, entity=entity)
+        handle = Sync(conn=conn, id=ids[0], source=source, scope=scope, entity=entity, split_by=split_by)
         try:
             yield handle
             refused = fence() if fence else None
             if refused:
                 raise RunNoLongerOwner(f"{source} {scope} {entity}: not committed, {refused}")
             calls = api_calls() if api_calls else handle.api_calls
-            r = handle.result
-            conn.execute(
-                "UPDATE ops.etl_sync_log SET status = %s, finished_at = %s, records_processed = %s,"
-                " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s, error = %s"
-                " WHERE id = %s",
-                ("partial" if handle.partial else "success", clock.now(), r.processed, r.inserted, r.updated,
-                 r.deleted, calls, handle.partial and _redacted(handle.partial), sync_id),
-            )
+            for i, (row_id, (start, _)) in enumerate(zip(ids, windows)):
+                r = handle.result.parts.get(start, LoadResult()) if split_by else handle.result
+                conn.execute(
+                    "UPDATE ops.etl_sync_log SET status = %s, finished_at = %s, records_processed = %s,"
+                    " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s, error = %s"
+                    " WHERE id = %s",
+                    ("partial" if handle.partial else "success", clock.now(), r.processed, r.inserted, r.updated,
+                     r.deleted, calls if i == 0 else 0, handle.partial and _redacted(handle.partial), row_id),
+                )
             conn.commit()
         except BaseException as exc:
             conn.rollback()
             calls = api_calls() if api_calls else handle.api_calls
-            conn.execute(
-                "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, api_calls = %s, error = %s"
-                " WHERE id = %s",
-                (clock.now(), calls, _describe(exc), sync_id),
-            )
+            for i, row_id in enumerate(ids):
+                conn.execute(
+                    "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, api_calls = %s, error = %s"
+                    " WHERE id = %s",
+                    (clock.now(), calls if i == 0 else 0, _describe(exc), row_id),
+                )
             conn.commit()
             raise
     finally:
         if not conn.closed:
             conn.rollback()
-            _unlock(conn, key)
+            for key in locked:
+                _unlock(conn, key)
             conn.commit()
             conn.close()
 

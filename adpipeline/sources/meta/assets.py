@@ -8,7 +8,10 @@ A dead token stops everything at once (every scope would fail the same way).
 """
 
 
+import itertools
+import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -213,51 +216,45 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
     def insights(context: dg.AssetExecutionContext, meta: MetaResource, warehouse: WarehouseResource):
         days = sorted(date.fromisoformat(key) for key in context.partition_keys)
         now = clock.now()
-        todo: list[tuple[MetaAccount, date]] = []
+        windows: list[tuple[MetaAccount, list[date]]] = []
         future: list[str] = []
         for account in accounts:
             today = account_today(account, now)
-            for day in days:
-                if day > today:
-                    future.append(f"{account.id} {day}")  # not started yet in the account's zone: never asked
-                else:
-                    todo.append((account, day))
-        ad_rows, account_rows = LoadResult(), LoadResult()
+            future += [f"{account.id} {day}" for day in days if day > today]  # not started yet there: never asked
+            windows += [(account, window) for window in day_windows([d for d in days if d <= today], meta.window_days)]
         with fail_fast_on_auth(), meta.client(warehouse) as client:
             scopes = _runner(context, warehouse, "ads_insights")
-            # a reader thread fetches ahead while this thread parses and writes to Postgres
-            with ReadAhead(fetch_insights(client, todo), depth=READ_AHEAD_PAGES, name="meta-insights") as pieces:
-                for account, day in todo:
-                    label = f"{account.id} {day}"
-                    first = next(pieces)
-                    if first.kind == "skipped":
-                        kind = first.error.kind.value if isinstance(first.error, ApiError) else "error"
-                        scopes.skip(label, f"{account.id} failed earlier in this run ({kind})")
-                        continue
-                    loaded: dict[str, LoadResult] = {}
-                    stream = ScopeStream(account.id, first, pieces, purchase_types[account.id])
+            loaded = {"ads": LoadResult(), "account": LoadResult()}
+            blocked: dict[str, ApiError] = {}  # permission or throttling past the budget: the account's other days would fail too
+            per_account = {a.id: threading.BoundedSemaphore(max(1, meta.concurrency_per_account)) for a in accounts}
 
-                    def body(sync: Sync, account: MetaAccount = account, day: date = day,
-                             stream: ScopeStream = stream, loaded: dict[str, LoadResult] = loaded) -> None:
-                        where = {"account_id": account.id, "date": day}
-                        # the sync log counts the ad rows; the account totals are a side table
-                        loaded["account"] = sync.load(tables.ACCOUNT_INSIGHTS, stream.totals(), replace_scope=where,
-                                                      count=False)
-                        loaded["ads"] = sync.load(tables.ADS_INSIGHTS, stream.rows(), replace_scope=where)
+            def run(account: MetaAccount, window: list[date]) -> WindowOutcome | None:
+                with per_account[account.id]:
+                    if account.id in blocked:
+                        for day in window:
+                            scopes.skip(f"{account.id} {day}", f"{account.id} failed earlier in this run "
+                                        f"({blocked[account.id].kind.value})")
+                        return None
+                    outcome = load_window(scopes, client, account, window, purchase_types[account.id], now)
+                    error = outcome.error
+                    if error is not None and (error.kind is ErrorKind.PERMISSION
+                                              or (error.kind is ErrorKind.THROTTLED and error.exhausted)):
+                        blocked[account.id] = error
+                    return outcome
 
-                    today = account_today(account, now)
-                    scopes.run(label, body, scope=account.id, window=(day, day), api_calls=_calls(client, label),
-                               sync_type="incremental" if day >= today - timedelta(days=1) else "restatement")
-                    stream.drain()  # a scope that failed while loading leaves its remaining pages behind
-                    if label in scopes.succeeded:  # counted once committed
-                        account_rows += loaded["account"]
-                        ad_rows += loaded["ads"]
+            # windows of different accounts side by side (the client keeps the calls within the usage limits)
+            with in_parallel(max(1, meta.concurrency)) as submit:
+                for outcome in submit(run, interleaved(windows)):
+                    if outcome is not None:
+                        loaded["ads"] += outcome.ads
+                        loaded["account"] += outcome.account
             shared = {"days": len(days), "not_started_yet": dg.MetadataValue.json(future), **_client_metadata(client)}
             # when some scopes failed, the days with a committed scope are recorded as materialized
             committed = sorted({label.split(" ")[1] for label in scopes.succeeded})
             yield from scopes.finish([
-                dg.MaterializeResult(asset_key=ADS_INSIGHTS, metadata={**scopes.metadata(ad_rows), **shared}),
-                dg.MaterializeResult(asset_key=ACCOUNT_INSIGHTS, metadata={**scopes.metadata(account_rows), **shared}),
+                dg.MaterializeResult(asset_key=ADS_INSIGHTS, metadata={**scopes.metadata(loaded["ads"]), **shared}),
+                dg.MaterializeResult(asset_key=ACCOUNT_INSIGHTS,
+                                     metadata={**scopes.metadata(loaded["account"]), **shared}),
             ], committed)
 
     return insights
@@ -266,76 +263,84 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
 READ_AHEAD_PAGES = 16
 
 
+def interleaved(windows: list[tuple[MetaAccount, list[date]]]) -> list[tuple[MetaAccount, list[date]]]:
+    """Round robin over accounts (each account's windows in order), so parallel workers spread across them."""
+    by_account: dict[str, list[tuple[MetaAccount, list[date]]]] = {}
+    for item in windows:
+        by_account.setdefault(item[0].id, []).append(item)
+    rounds = itertools.zip_longest(*by_account.values())
+    return [item for batch in rounds for item in batch if item is not None]
+
+
+@contextmanager
+def in_parallel(workers: int) -> Iterator[Callable[..., Iterator[Any]]]:
+    """`submit(fn, items)` runs fn(*item) on up to `workers` threads and yields the results in order; the
+    first exception (an auth failure) cancels what has not started and propagates."""
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="meta-window")
+
+    def submit(fn: Callable[..., Any], items: Sequence[tuple]) -> Iterator[Any]:
+        futures = [pool.submit(fn, *item) for item in items]
+        for future in futures:
+            yield future.result()
+
+    try:
+        yield submit
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def day_windows(days: Sequence[date], size: int) -> list[list[date]]:
+    """Sorted days cut into runs of consecutive days, each at most `size` long: one time_range each."""
+    windows: list[list[date]] = []
+    for day in sorted(days):
+        if windows and day == windows[-1][-1] + timedelta(days=1) and len(windows[-1]) < size:
+            windows[-1].append(day)
+        else:
+            windows.append([day])
+    return windows
+
+
 @dataclass
-class Piece:
-    """What the reader thread hands over for one (account, day): its account totals, then pages of ad rows,
-    then "end"; or an error; or "skipped" when the account already failed in a way that would repeat."""
+class WindowOutcome:
+    """What one account window left: the API error that failed it (if any), and the rows it committed."""
 
-    kind: str  # totals | rows | end | error | skipped
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    error: BaseException | None = None
-
-
-def fetch_insights(client: MetaClient, todo: list[tuple[MetaAccount, date]]) -> Iterator[Piece]:
-    """Every (account, day) in order, as pieces of raw rows (parsed by the consumer, so this thread is
-    back on the network quickly). Runs in the reader thread; errors travel as pieces."""
-    blocked: dict[str, ApiError] = {}  # permission or throttling past the budget: the account's other days would fail too
-    for account, day in todo:
-        if account.id in blocked:
-            yield Piece("skipped", error=blocked[account.id])
-            continue
-        label = f"{account.id} {day}"
-        try:
-            yield Piece("totals", list(client.insights(account.id, day, day, level="account",
-                                                       fields=ACCOUNT_TOTALS_FIELDS, scope=label)))
-            page: list[dict[str, Any]] = []
-            for row in client.insights(account.id, day, day, scope=label):
-                page.append(row)
-                if len(page) >= client.page_limit:
-                    yield Piece("rows", page)
-                    page = []
-            yield Piece("rows", page)
-            yield Piece("end")
-        except ApiError as error:
-            yield Piece("error", error=error)
-            if error.kind is ErrorKind.AUTH:
-                return  # the consumer raises it: every other call would fail the same way
-            if error.kind is ErrorKind.PERMISSION or (error.kind is ErrorKind.THROTTLED and error.exhausted):
-                blocked[account.id] = error
-        except Exception as error:  # a bad answer: this scope only
-            yield Piece("error", error=error)
+    error: ApiError | None = None
+    ads: LoadResult = field(default_factory=LoadResult)
+    account: LoadResult = field(default_factory=LoadResult)
 
 
-class ScopeStream:
-    """The pieces of one (account, day), read from the shared reader as the loader asks for them, parsed
-    into records on the way."""
+def load_window(scopes: ScopeRunner, client: MetaClient, account: MetaAccount, days: list[date],
+                purchase_types: tuple[str, ...], now: datetime) -> WindowOutcome:
+    """One account's consecutive days: fetched as one time_range (account totals once, ad rows paged, or an
+    async report for a long window) and committed in ONE transaction, each (account, day) with its own
+    sync-log row and replaced whole. Every day's outcome lands in `scopes` (`"{account} {day}"` succeeded or
+    failed)."""
+    first, last = days[0], days[-1]
+    api_scope = f"{account.id} {first}..{last}"
+    where = {"account_id": account.id, "date": (first, last)}
+    today = account_today(account, now)
+    sync_types = {day: "incremental" if day >= today - timedelta(days=1) else "restatement" for day in days}
+    loaded = WindowOutcome()
 
-    def __init__(self, account: str, first: Piece, pieces: Iterator[Piece], purchase_types: tuple[str, ...]) -> None:
-        self.account = account
-        self.purchase_types = purchase_types
-        self._pending: Piece | None = first
-        self._pieces = pieces
-        self._done = False
+    def pages() -> Iterator[list[dict[str, Any]]]:
+        yield list(client.insights(account.id, first, last, level="account", fields=ACCOUNT_TOTALS_FIELDS,
+                                   scope=api_scope))
+        rows = client.insights(account.id, first, last, scope=api_scope)
+        while page := list(itertools.islice(rows, client.page_limit)):
+            yield page
 
-    def _next(self) -> Piece:
-        piece, self._pending = (self._pending or next(self._pieces)), None
-        if piece.kind in ("end", "error"):
-            self._done = True
-        if piece.kind == "error":
-            assert piece.error is not None
-            raise piece.error
-        return piece
+    def body(sync: Sync) -> None:
+        # a reader thread fetches ahead while this thread parses and writes to Postgres
+        with ReadAhead(pages(), depth=READ_AHEAD_PAGES, name=f"meta-insights {account.id}") as fetched:
+            totals = [account_insights_record(row, account.id, purchase_types) for row in next(fetched)]
+            # the sync log counts the ad rows; the account totals are a side table
+            loaded.account = sync.load(tables.ACCOUNT_INSIGHTS, totals, replace_scope=where, count=False)
+            loaded.ads = sync.load(tables.ADS_INSIGHTS, (insights_record(row, account.id, purchase_types)
+                                                         for page in fetched for row in page), replace_scope=where)
 
-    def totals(self) -> list[dict[str, Any]]:
-        return [account_insights_record(row, self.account, self.purchase_types) for row in self._next().rows]
-
-    def rows(self) -> Iterator[dict[str, Any]]:
-        while (piece := self._next()).kind != "end":
-            for row in piece.rows:
-                yield insights_record(row, self.account, self.purchase_types)
-
-    def drain(self) -> None:
-        while not self._done:
-            piece = self._pending or next(self._pieces)
-            self._pending = None
-            self._done = piece.kind in ("end", "error")
+    if scopes.run(api_scope, body, scope=account.id, api_calls=_calls(client, api_scope), days=sync_types) is None:
+        error = scopes.errors.get(f"{account.id} {first}")  # nothing committed
+        return WindowOutcome(error=error if isinstance(error, ApiError) else None)
+    return loaded

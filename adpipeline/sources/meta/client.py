@@ -14,6 +14,7 @@ What is Meta-specific lives here and nowhere else:
 
 from __future__ import annotations
 
+import copy
 import enum
 import json
 import logging
@@ -175,10 +176,16 @@ class MetaClient(ApiClient):
         self.async_jobs = 0
         # called with the AUTH error when Meta refuses the token (the resource marks it in the token store)
         self.on_auth_rejected: Callable[[ApiError], None] | None = None
+        # a refused token is refused for every later call too: none is sent (parallel windows, no storm);
+        # and the first call goes alone, so a dead token is asked once, not once per thread
+        self.refused: ApiError | None = None
+        self.one_at_a_time = True
 
     # ---- hooks -------------------------------------------------------------------------------------
 
     def prepare(self, spec: RequestSpec) -> RequestSpec:
+        if self.refused is not None:
+            raise copy.copy(self.refused)
         if spec.params is None and _ABSOLUTE(spec.url):
             # a `paging.next` URL repeats every parameter, including the token it was issued with; the token
             # only ever goes to the host it belongs to, whatever URL an answer names
@@ -189,6 +196,9 @@ class MetaClient(ApiClient):
         return spec.replace(params={**(spec.params or {}), "access_token": self._token})
 
     def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
+        if self.refused is not None:
+            return  # already said
+        self.refused = error
         if self.on_auth_rejected is not None:
             self.on_auth_rejected(error)
 
@@ -232,17 +242,21 @@ class MetaClient(ApiClient):
 
     def throttle(self, response: requests.Response) -> None:
         """Slow down before Meta refuses: above `slow_down_at` percent pause a growing share of the time
-        the headers say usage needs to reset; a blocked use case (regain time) is waited out entirely."""
+        the headers say usage needs to reset; a blocked use case (regain time) is waited out entirely.
+        The pause holds every thread of this client, and above `slow_down_at` calls go one at a time, so
+        parallel windows cannot overshoot the limit together."""
         usage = Usage.from_headers(response.headers)
         pause = usage.regain_seconds
-        if usage.percent >= self.slow_down_at:
+        self.one_at_a_time = usage.percent >= self.slow_down_at
+        if self.one_at_a_time:
             share = min(1.0, (usage.percent - self.slow_down_at) / max(1.0, 95.0 - self.slow_down_at))
             pause = max(pause, share * (usage.reset_seconds or self.default_throttle_wait))
         if pause > 0:
-            self.throttle_pauses += 1
-            self.throttle_seconds += pause
+            with self._lock:
+                self.throttle_pauses += 1
+                self.throttle_seconds += pause
             self.log.info("meta usage at %.0f%%: pausing %.1fs before the next call", usage.percent, pause)
-            self.sleep(pause)
+            self.hold(pause)
 
     # ---- listings ----------------------------------------------------------------------------------
 
