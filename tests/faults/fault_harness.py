@@ -149,10 +149,10 @@ def sync_errors(url: str, source: str, run_id: str) -> list[str]:
                                            (source, run_id)).fetchall()]
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The `adpipeline` command in a child process, as an operator types it."""
     return subprocess.run([sys.executable, "-m", "adpipeline.cli", *args], capture_output=True, text=True,
-                          cwd=PROJECT, env=env, timeout=120)
+                          cwd=PROJECT, env=env, input=stdin, timeout=120)
 
 
 def _tables_containing(conn: psycopg.Connection, schemas: tuple[str, ...], secret: str) -> list[str]:
@@ -195,4 +195,4 @@ def issue_meta_token(sandbox: SandboxProcess, token: str, *, status: str = "vali
 
 
 def meta_insights_route(sandbox: SandboxProcess) -> int:
-    return sandbox.admin.count("GET /meta/{version}/act_{id}/insights")
+    return sandbox.admin.count("GET /meta/{version}/act_{account_id}/{edge:str}")  # in an insights run: insights

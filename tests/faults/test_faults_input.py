@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fault_harness import PROJECT, cli, failure_messages, sync_story
+from fault_harness import PROJECT, cli, failure_messages, meta_insights_route, sync_story
 
 from adpipeline import definitions
 from adpipeline.config import ConfigError, get_config
@@ -75,7 +75,7 @@ def test_a_missing_secret_env_var_fails_the_run_once_naming_the_variable(pipelin
     (message,) = failure_messages(result)
     assert "no Meta access token" in message and "set META_ACCESS_TOKEN" in message, message
     assert "Traceback" not in message
-    assert pipeline.sandbox.admin.count("GET /meta/{version}/act_{id}/insights") == 0  # nothing was asked
+    assert meta_insights_route(pipeline.sandbox) == 0  # nothing was asked
     sync_story(warehouse_url, "meta", "ads_insights", result.run_id)  # nothing left running
     (severity, alert), = pipeline.open_alerts().values()  # one alert, the run's, with the recovery step
     assert severity == "critical" and "set META_ACCESS_TOKEN" in alert and "adpipeline tokens exchange meta" in alert
