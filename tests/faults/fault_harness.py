@@ -61,11 +61,16 @@ class FaultPipeline:
 
     def run_job(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None,
                 run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-        job = self.defs.resolve_job_def(job_name)
-        result = job.execute_in_process(instance=self.instance, tags=tags, partition_key=partition_key,
-                                        run_config=run_config, raise_on_error=False)
+        result = self.execute(job_name, tags=tags, partition_key=partition_key, run_config=run_config)
         self.notify(result)
         return result
+
+    def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None,
+                run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        """The run alone (no sensors): what runs at the same time as another uses this, then `notify`."""
+        return self.defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance, tags=tags, partition_key=partition_key, run_config=run_config,
+            raise_on_error=False)
 
     def notify(self, result: dg.ExecuteInProcessResult) -> None:
         """The run-status sensors and check_alerts evaluate the finished run, as the daemon would next tick."""
