@@ -1,6 +1,7 @@
-"""A run worker killed with SIGKILL mid-step (issue 22, scenario 7): the insights run, in its own process on the
-instance, is killed while it holds Denver's first day open. Its sync-log row is left `running` with nobody
-holding its lock; the next scheduled run resolves it (`failed`, abandoned) and converges."""
+"""Processes killed mid-load (issue 22). Scenario 7: the insights run's worker, in its own process on the instance,
+is killed with SIGKILL while it holds Denver's first day open; its sync-log row is left `running` with nobody
+holding its lock; the next scheduled run resolves it (`failed`, abandoned) and converges. Scenario 6: the
+Postgres server itself is killed mid-load and restarts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import dagster as dg
+import pytest
 from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, sync_story
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
@@ -19,6 +22,7 @@ from test_meta_assets import DENVER
 WORKER = """
 import json, sys
 import dagster as dg
+import pytest
 from adpipeline.definitions import defs
 with dg.DagsterInstance.get() as instance:
     defs.resolve_job_def(sys.argv[1]).execute_in_process(instance=instance, tags=json.loads(sys.argv[2]),
@@ -55,4 +59,47 @@ def test_a_run_worker_killed_mid_step_leaves_nothing_running_after_the_next_run_
     assert status == "failed" and error.startswith("abandoned"), error
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
+    leaks(pipeline, dagster_env, server_log)
+
+
+def test_postgres_killed_mid_load_restarts_and_the_rerun_converges_with_the_instance_intact(
+        pipeline, dagster_env, warehouse_url, warehouse_home, server_log):
+    """Scenario 6: the postmaster is killed (SIGKILL) while a run holds a scope's transaction open; the embedded
+    server restarts on the same DSN; the rerun converges and the instance database (same server) still works."""
+    if os.environ.get("ADPIPELINE_TEST_WAREHOUSE_URL"):
+        pytest.skip("kills the embedded server")
+    from adpipeline.warehouse.embedded import EmbeddedServer
+    from test_embedded_warehouse import postmasters
+
+    sandbox = pipeline.sandbox
+    assert pipeline.scheduled("meta_hierarchy_hourly").success
+    path = f"/meta/v24.0/{DENVER}/insights"
+    _, slow = sandbox.admin.add_faults([{"path": path, "count": 1}, {"path": path, "delay": 3}])
+    job, request = pipeline.run_request("meta_insights_hourly")
+    outcome: dict = {}
+
+    def first_run() -> None:
+        try:
+            outcome["result"] = pipeline.execute(job, tags=request.tags, run_config=SMALL_PAGES)
+        except Exception as error:  # the instance's own writes may fail while the server is down
+            outcome["error"] = error
+
+    thread = threading.Thread(target=first_run)
+    thread.start()
+    while thread.is_alive() and slow in {f["id"] for f in sandbox.admin.faults()}:
+        time.sleep(0.05)  # until Denver's first day is mid-load (its transaction open)
+    server = EmbeddedServer(warehouse_home)
+    (postmaster,) = postmasters(server.pgdata)
+    postmaster.send_signal(signal.SIGKILL)
+    postmaster.wait(10)
+    assert server.ensure_started() == warehouse_url  # the embedded server restarts on the same DSN
+    thread.join()
+    assert "error" in outcome or not outcome["result"].success  # the kill cut the run short
+
+    sandbox.admin.clear_faults()
+    rerun = pipeline.scheduled("meta_insights_hourly", run_config=SMALL_PAGES)
+    assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
+    assert assert_meta_truth(pipeline, *DAYS) > 0
+    assert_no_duplicate_keys(warehouse_url)
+    assert pipeline.instance.get_run_by_id(rerun.run_id).status == dg.DagsterRunStatus.SUCCESS  # instance DB fine
     leaks(pipeline, dagster_env, server_log)
