@@ -15,9 +15,11 @@ import time
 
 import dagster as dg
 import pytest
-from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, sync_story
+from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, failed_scopes, sync_story
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
+
+from adpipeline.sources.meta.assets import ADS_INSIGHTS
 
 WORKER = """
 import json, sys
@@ -74,9 +76,11 @@ def test_postgres_killed_mid_load_restarts_and_the_rerun_converges_with_the_inst
     sandbox = pipeline.sandbox
     assert pipeline.scheduled("meta_hierarchy_hourly").success
     path = f"/meta/v24.0/{DENVER}/insights"
-    _, slow = sandbox.admin.add_faults([{"path": path, "count": 1}, {"path": path, "delay": 3}])
+    _, slow = sandbox.admin.add_faults([{"path": path, "count": 1}, {"path": path, "delay": 8}])
     job, request = pipeline.run_request("meta_insights_hourly")
     outcome: dict = {}
+    loading = ("SELECT count(*) FROM ops.etl_sync_log WHERE scope = %s AND entity = 'ads_insights'"
+               " AND status = 'running'")
 
     def first_run() -> None:
         try:
@@ -86,15 +90,17 @@ def test_postgres_killed_mid_load_restarts_and_the_rerun_converges_with_the_inst
 
     thread = threading.Thread(target=first_run)
     thread.start()
-    while thread.is_alive() and slow in {f["id"] for f in sandbox.admin.faults()}:
-        time.sleep(0.05)  # until Denver's first day is mid-load (its transaction open)
+    while thread.is_alive() and (slow in {f["id"] for f in sandbox.admin.faults()}
+                                 or pipeline.rows(loading, DENVER) == [(0,)]):
+        time.sleep(0.05)  # until Denver's first day is mid-load: its page delayed, its sync (transaction) open
     server = EmbeddedServer(warehouse_home)
     (postmaster,) = postmasters(server.pgdata)
     postmaster.send_signal(signal.SIGKILL)
     postmaster.wait(10)
     assert server.ensure_started() == warehouse_url  # the embedded server restarts on the same DSN
     thread.join()
-    assert "error" in outcome or not outcome["result"].success  # the kill cut the run short
+    # the kill cut the run short: the instance's writes failed, or at least Denver's scope did
+    assert "error" in outcome or f"{DENVER} {DAYS[0]}" in failed_scopes(outcome["result"], ADS_INSIGHTS)
 
     sandbox.admin.clear_faults()
     rerun = pipeline.scheduled("meta_insights_hourly", run_config=SMALL_PAGES)
