@@ -73,7 +73,7 @@ def test_a_missing_secret_env_var_fails_the_run_once_naming_the_variable(pipelin
     result = pipeline.scheduled("meta_insights_hourly")
     assert not result.success
     (message,) = failure_messages(result)
-    assert "no Meta access token" in message and "set META_ACCESS_TOKEN" in message, message
+    assert "meta: no Meta access token" in message and "set META_ACCESS_TOKEN" in message, message
     assert "Traceback" not in message
     assert meta_insights_route(pipeline.sandbox) == 0  # nothing was asked
     sync_story(warehouse_url, "meta", "ads_insights", result.run_id)  # nothing left running
