@@ -8,6 +8,7 @@ clock is usually not the wall clock (tests freeze it on a fixed day).
 `sleep(seconds)` waits in the pipeline's time: on the host's clock, except while following a clock that is
 frozen (the tests' sandbox), where waiting moves that clock forward instead — a rate-limit block or a quota
 reset announced in the followed clock's time then ends without wall time passing, as it would in production.
+`monotonic()` measures such waits too (retry budgets).
 
 `system_now()` is the host's clock itself, for what is stamped by the host rather than by the pipeline:
 Dagster's own records (daemon heartbeats, ticks, run times), google-auth's token expiry, and the
@@ -25,6 +26,8 @@ from datetime import datetime, timedelta, timezone
 CLOCK_URL_ENV = "ADPIPELINE_CLOCK_URL"
 _local = threading.local()
 _offsets: dict[str, timedelta] = {}  # clock URL -> its last known lead over the host's clock
+_waited = 0.0  # seconds sleep() moved a frozen followed clock forward (monotonic() counts them)
+_waited_lock = threading.Lock()
 log = logging.getLogger(__name__)
 
 
@@ -52,10 +55,20 @@ def sleep(seconds: float) -> None:
         try:
             if _followed(url).get("running") is False:
                 _followed(url, {"advance_seconds": seconds})
+                global _waited
+                with _waited_lock:
+                    _waited += seconds
                 return
         except (requests.RequestException, ValueError):
             pass  # the clock is gone: wait on the host's, as a retry must wait somehow
     time.sleep(seconds)
+
+
+def monotonic() -> float:
+    """A steady clock (seconds) in the pipeline's time, for budgets of waiting: the host's monotonic clock plus
+    every wait sleep() spent moving a frozen followed clock (so a retry budget runs out there too)."""
+    with _waited_lock:
+        return time.monotonic() + _waited
 
 
 def _followed(url: str, advance: dict | None = None) -> dict:

@@ -266,6 +266,8 @@ def _describe(error: dict) -> str:
     location = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{location}: unknown key"
+    if error["type"] == "string_pattern_mismatch":  # name the value: a stray quote is hard to spot otherwise
+        return f"{location}: {error['input']!r} is not allowed (it must match {error['ctx']['pattern']})"
     message = error["msg"].removeprefix("Value error, ")
     return f"{location}: {message}" if location else message
 

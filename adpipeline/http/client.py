@@ -102,7 +102,7 @@ class ApiClient:
         session: requests.Session | None = None,
         timeout: tuple[float, float] = (10.0, 60.0),
         retry: RetryPolicy | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = clock.monotonic,
         sleep: Callable[[float], None] = clock.sleep,
         rng: random.Random | None = None,
         max_in_flight: int = 4,

@@ -61,11 +61,16 @@ class FaultPipeline:
 
     def run_job(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None,
                 run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-        job = self.defs.resolve_job_def(job_name)
-        result = job.execute_in_process(instance=self.instance, tags=tags, partition_key=partition_key,
-                                        run_config=run_config, raise_on_error=False)
+        result = self.execute(job_name, tags=tags, partition_key=partition_key, run_config=run_config)
         self.notify(result)
         return result
+
+    def execute(self, job_name: str, *, tags: dict[str, str] | None = None, partition_key: str | None = None,
+                run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+        """The run alone (no sensors): what runs at the same time as another uses this, then `notify`."""
+        return self.defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance, tags=tags, partition_key=partition_key, run_config=run_config,
+            raise_on_error=False)
 
     def notify(self, result: dg.ExecuteInProcessResult) -> None:
         """The run-status sensors and check_alerts evaluate the finished run, as the daemon would next tick."""
@@ -149,10 +154,10 @@ def sync_errors(url: str, source: str, run_id: str) -> list[str]:
                                            (source, run_id)).fetchall()]
 
 
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def cli(*args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
     """The `adpipeline` command in a child process, as an operator types it."""
     return subprocess.run([sys.executable, "-m", "adpipeline.cli", *args], capture_output=True, text=True,
-                          cwd=PROJECT, env=env, timeout=120)
+                          cwd=PROJECT, env=env, input=stdin, timeout=120)
 
 
 def _tables_containing(conn: psycopg.Connection, schemas: tuple[str, ...], secret: str) -> list[str]:
@@ -195,4 +200,4 @@ def issue_meta_token(sandbox: SandboxProcess, token: str, *, status: str = "vali
 
 
 def meta_insights_route(sandbox: SandboxProcess) -> int:
-    return sandbox.admin.count("GET /meta/{version}/act_{id}/insights")
+    return sandbox.admin.count("GET /meta/{version}/act_{account_id}/{edge:str}")  # in an insights run: insights

@@ -35,8 +35,8 @@ def faulted_cursors(sandbox, fault_ids: list[int]) -> list[bool]:
     return ["after=" in e["query"] for e in sandbox.admin.requests()["recent"] if e["fault"] in fault_ids]
 
 
-def leaks(pipeline, dagster_env, server_log, outputs=()) -> None:
-    assert_canary_nowhere([CANARY], warehouse_url=pipeline.url, instance_url=dagster_env["ADPIPELINE_DAGSTER_PG_URL"],
+def leaks(pipeline, dagster_env, server_log, outputs=(), secrets=(CANARY,)) -> None:
+    assert_canary_nowhere(list(secrets), warehouse_url=pipeline.url, instance_url=dagster_env["ADPIPELINE_DAGSTER_PG_URL"],
                           dagster_home=Path(dagster_env["DAGSTER_HOME"]), server_log=server_log,
                           outputs=[*pipeline.messages, *outputs])
 

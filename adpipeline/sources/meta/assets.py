@@ -71,7 +71,7 @@ def fail_fast_on_auth() -> Iterator[None]:
     except ApiError as error:
         if error.kind is not ErrorKind.AUTH:
             raise
-        where = f"{error.source} {error.scope}".strip() or "meta"
+        where = " ".join(p for p in (error.source, error.scope) if p) or "meta"  # no scope: not "meta None"
         raise dg.Failure(description=f"{where}: {error.message} {RECOVERY}",
                          metadata={"error_code": str(error.code), "error_subcode": str(error.subcode)}) from None
 
