@@ -112,3 +112,23 @@ def test_the_token_and_checks_jobs_go_first_in_the_run_queue():
     urgent = {"meta_token_job", "monitoring_checks_job"}
     assert all(priority[name] > 0 for name in urgent)
     assert max(p for name, p in priority.items() if name not in urgent) < min(priority[name] for name in urgent)
+
+
+def test_dg_checks_and_lists_the_definitions():
+    """`dg` (Dagster's newer CLI) finds the project through [tool.dg] in pyproject.toml."""
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
+    checked = subprocess.run([dg_cli, "check", "defs"], cwd=PROJECT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=PROJECT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    found = json.loads(listed.stdout)
+    assert {"meta/ads_insights", "breezeway/reservations", "ga4/traffic_acquisition"} <= {
+        a["asset_key"] for a in found["assets"]}
+    assert "monitoring_checks_job" in {j["name"] for j in found["jobs"]}
+    assert "check_alerts" in {s["name"] for s in found["sensors"]}
