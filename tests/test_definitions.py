@@ -132,3 +132,23 @@ def test_dg_checks_and_lists_the_definitions():
         a["asset_key"] for a in found["assets"]}
     assert "monitoring_checks_job" in {j["name"] for j in found["jobs"]}
     assert "check_alerts" in {s["name"] for s in found["sensors"]}
+
+
+def test_every_table_asset_shows_its_columns_with_their_types():
+    """The UI's Columns table: a landing table's columns from its declaration (the sources' tests keep it in
+    step with the migrations), a mart's from data_type in the dbt YAML (test_dbt_models compares them with dbt's build)."""
+    graph = load_defs().resolve_asset_graph()
+    untyped = {}
+    for key in graph.get_all_asset_keys():
+        if key.path[0] not in ("meta", "breezeway", "ga4", "marts") or key == dg.AssetKey(["meta", "access_token"]):
+            continue
+        schema = graph.get(key).metadata.get("dagster/column_schema")
+        columns = schema.columns if schema else []
+        if not columns or any(c.type in ("", "?", None) for c in columns):
+            untyped[key.to_user_string()] = [c.name for c in columns if c.type in ("", "?", None)] or "no columns"
+    assert untyped == {}
+    meta_insights = graph.get(dg.AssetKey(["meta", "ads_insights"])).metadata
+    assert meta_insights["dagster/table_name"] == "warehouse.raw_meta.ads_insights"
+    types = {c.name: c.type for c in meta_insights["dagster/column_schema"].columns}
+    assert (types["date"], types["spend"], types["payload"], types["loaded_at"]) == ("date", "numeric", "jsonb",
+                                                                                    "timestamptz")

@@ -10,6 +10,7 @@ from adpipeline.sources.ga4.checks import build_checks
 from adpipeline.sources.ga4.reports import REPORTS
 from adpipeline.sources.ga4.resources import Ga4Resource
 from adpipeline.sources.ga4.schedules import build_schedules
+from adpipeline.warehouse.definitions import with_tables
 
 
 def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
@@ -19,7 +20,7 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     partitions = ga4_partitions(config)  # one object shared by every report, so they can run together
     assets = [build_report_asset(report, config, partitions) for report in REPORTS]
     job, schedule = build_schedules(config, assets)
-    return dg.Definitions(
+    return with_tables(dg.Definitions(
         assets=assets,
         jobs=[job],
         schedules=[schedule],
@@ -32,4 +33,4 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
                 tokens_per_hour=config.ga4.tokens_per_hour,
             )
         },
-    )
+    ), [report.table for report in REPORTS])
