@@ -152,3 +152,28 @@ def test_every_table_asset_shows_its_columns_with_their_types():
     types = {c.name: c.type for c in meta_insights["dagster/column_schema"].columns}
     assert (types["date"], types["spend"], types["payload"], types["loaded_at"]) == ("date", "numeric", "jsonb",
                                                                                     "timestamptz")
+
+
+def test_every_check_and_asset_links_to_a_runbook_that_exists():
+    """The `runbook` metadata the UI shows: a check's to the page of its signal, an asset's to the index."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    links = {key.to_user_string(): graph.get(key).metadata.get("runbook") for key in graph.get_all_asset_keys()
+             if graph.get(key).is_materializable}
+    for checks in defs.asset_checks or []:
+        links.update({f"{spec.key.asset_key.to_user_string()}:{spec.name}": spec.metadata.get("runbook")
+                      for spec in checks.check_specs})
+    for assets in defs.assets or []:
+        links.update({f"{spec.key.asset_key.to_user_string()}:{spec.name}": spec.metadata.get("runbook")
+                      for spec in getattr(assets, "check_specs", [])})
+    broken = {}
+    for owner, link in links.items():
+        path = Path(url2pathname(urlparse(link.url).path)) if isinstance(link, dg.UrlMetadataValue) else None
+        if path is None or path.parent != PROJECT / "docs" / "runbooks" or not path.is_file():
+            broken[owner] = link
+    assert broken == {}
+    assert links["meta/access_token:token_scopes"].url.endswith("/docs/runbooks/token_scopes.md")
+    assert any(link.url.endswith("/docs/runbooks/dbt_tests.md") for link in links.values())

@@ -17,6 +17,7 @@ import psycopg
 from adpipeline import clock as pipeline_clock
 from adpipeline.monitoring import thresholds as T
 from adpipeline.monitoring.cadence import lateness
+from adpipeline.monitoring.runbooks import RUNBOOK, runbook
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import Token, token_states
 
@@ -237,7 +238,7 @@ def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: 
 
     @dg.asset_check(asset=dg.AssetKey(asset_key) if not isinstance(asset_key, dg.AssetKey) else asset_key,
                     name=name, description=description, blocking=blocking,
-                    metadata={SCHEDULED: True} if scheduled else None)
+                    metadata={RUNBOOK: runbook(name), **({SCHEDULED: True} if scheduled else {})})
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as conn:
             return evaluate(conn, clock()).result()
