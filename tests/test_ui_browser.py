@@ -213,3 +213,4 @@ def test_an_operator_sees_the_code_location_assets_checks_and_automation(dev_ui,
     shot("7-meta-token-scopes-failing")
     detail = body[body.index("Latest execution"):]
     assert detail.index("Failed") < detail.index("Timestamp"), detail  # the evaluation result of token_scopes
+    assert "runbook" in detail and "docs/runbooks/token_scopes.md" in browser.page_source  # its runbook link

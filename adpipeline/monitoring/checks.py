@@ -32,11 +32,11 @@ class Evaluation:
     def passed(self) -> bool:
         return self.severity is None
 
-    def result(self) -> dg.AssetCheckResult:
+    def result(self, extra: dict | None = None) -> dg.AssetCheckResult:
         severity = dg.AssetCheckSeverity.ERROR if self.severity == "ERROR" else dg.AssetCheckSeverity.WARN
         return dg.AssetCheckResult(
             passed=self.passed, severity=severity, description=self.description,
-            metadata={"summary": self.description, **self.metadata},
+            metadata={"summary": self.description, **self.metadata, **(extra or {})},
         )
 
 
@@ -241,7 +241,8 @@ def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: 
                     metadata={RUNBOOK: runbook(name), **({SCHEDULED: True} if scheduled else {})})
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as conn:
-            return evaluate(conn, clock()).result()
+            # the check page shows an evaluation's metadata, not the definition's: the runbook link goes in both
+            return evaluate(conn, clock()).result({RUNBOOK: runbook(name)})
 
     return _check
 
