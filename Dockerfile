@@ -19,6 +19,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 COPY adpipeline.yaml ./
 COPY adpipeline ./adpipeline
 COPY dbt_project ./dbt_project
+COPY docs/runbooks ./docs/runbooks
 # The project is installed editable (uv's default): the package finds dbt_project/ beside it in /app.
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --extra deploy \

@@ -9,6 +9,7 @@ from adpipeline.config import get_config
 from adpipeline.conventions import PARALLEL_EXECUTOR
 from adpipeline.monitoring.definitions import build_defs as monitoring_defs
 from adpipeline.monitoring.freshness import apply_freshness
+from adpipeline.monitoring.runbooks import with_runbooks
 from adpipeline.sources.breezeway.definitions import build_defs as breezeway_defs
 from adpipeline.sources.ga4.definitions import build_defs as ga4_defs
 from adpipeline.sources.meta.definitions import build_defs as meta_defs
@@ -26,10 +27,10 @@ def _merge() -> dg.Definitions:
         meta_defs(config),
         transform_defs(config),
     )
-    # monitoring watches the other slices; freshness policies apply to every asset in one place. A run
-    # launched from the UI (no job of ours) gets the forkserver executor, not a re-import per step.
+    # monitoring watches the other slices; freshness policies and runbook links apply to every asset in one
+    # place. A run launched from the UI (no job of ours) gets the forkserver executor, not a re-import per step.
     merged = dg.Definitions.merge(sources, monitoring_defs(sources, config), dg.Definitions(executor=PARALLEL_EXECUTOR))
-    return apply_freshness(merged, config)
+    return with_runbooks(apply_freshness(merged, config))
 
 
 defs = _merge()

@@ -662,3 +662,18 @@ def test_plain_dbt_reaches_the_warehouse_after_warehouse_env(built: str, tmp_pat
     assert "model.adpipeline.fct_marketing_channel_daily" in catalog
     password = conninfo_to_dict(built).get("password")
     assert password and password not in output  # the embedded server has one; dbt never prints it
+
+
+def test_the_marts_declared_column_types_are_what_dbt_builds(mart: psycopg.Connection):
+    """data_type in models/marts/_marts.yml (the UI's Columns table) matches the built tables, column for column."""
+    from adpipeline.definitions import defs
+
+    short = {"timestamp with time zone": "timestamptz"}
+    built_types: dict[str, dict[str, str]] = {}
+    for table, column, data_type in rows(mart, "SELECT table_name, column_name, data_type FROM information_schema.columns"
+                                               " WHERE table_schema = 'marts' ORDER BY table_name, ordinal_position"):
+        built_types.setdefault(table, {})[column] = short.get(data_type, data_type)
+    graph = defs.resolve_asset_graph()
+    declared = {key.path[-1]: {c.name: c.type for c in graph.get(key).metadata["dagster/column_schema"].columns}
+                for key in graph.get_all_asset_keys() if key.path[0] == "marts"}
+    assert declared == built_types

@@ -112,3 +112,68 @@ def test_the_token_and_checks_jobs_go_first_in_the_run_queue():
     urgent = {"meta_token_job", "monitoring_checks_job"}
     assert all(priority[name] > 0 for name in urgent)
     assert max(p for name, p in priority.items() if name not in urgent) < min(priority[name] for name in urgent)
+
+
+def test_dg_checks_and_lists_the_definitions():
+    """`dg` (Dagster's newer CLI) finds the project through [tool.dg] in pyproject.toml."""
+    dg_cli = str(Path(sys.executable).with_name("dg"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_"))}
+    checked = subprocess.run([dg_cli, "check", "defs"], cwd=PROJECT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+    listed = subprocess.run([dg_cli, "list", "defs", "--json"], cwd=PROJECT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert listed.returncode == 0, listed.stderr
+    import json
+
+    found = json.loads(listed.stdout)
+    assert {"meta/ads_insights", "breezeway/reservations", "ga4/traffic_acquisition"} <= {
+        a["asset_key"] for a in found["assets"]}
+    assert "monitoring_checks_job" in {j["name"] for j in found["jobs"]}
+    assert "check_alerts" in {s["name"] for s in found["sensors"]}
+
+
+def test_every_table_asset_shows_its_columns_with_their_types():
+    """The UI's Columns table: a landing table's columns from its declaration (the sources' tests keep it in
+    step with the migrations), a mart's from data_type in the dbt YAML (test_dbt_models compares them with dbt's build)."""
+    graph = load_defs().resolve_asset_graph()
+    untyped = {}
+    for key in graph.get_all_asset_keys():
+        if key.path[0] not in ("meta", "breezeway", "ga4", "marts") or key == dg.AssetKey(["meta", "access_token"]):
+            continue
+        schema = graph.get(key).metadata.get("dagster/column_schema")
+        columns = schema.columns if schema else []
+        if not columns or any(c.type in ("", "?", None) for c in columns):
+            untyped[key.to_user_string()] = [c.name for c in columns if c.type in ("", "?", None)] or "no columns"
+    assert untyped == {}
+    meta_insights = graph.get(dg.AssetKey(["meta", "ads_insights"])).metadata
+    assert meta_insights["dagster/table_name"] == "warehouse.raw_meta.ads_insights"
+    types = {c.name: c.type for c in meta_insights["dagster/column_schema"].columns}
+    assert (types["date"], types["spend"], types["payload"], types["loaded_at"]) == ("date", "numeric", "jsonb",
+                                                                                    "timestamptz")
+
+
+def test_every_check_and_asset_links_to_a_runbook_that_exists():
+    """The `runbook` metadata the UI shows: a check's to the page of its signal, an asset's to the index."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    defs = load_defs()
+    graph = defs.resolve_asset_graph()
+    links = {key.to_user_string(): graph.get(key).metadata.get("runbook") for key in graph.get_all_asset_keys()
+             if graph.get(key).is_materializable}
+    for checks in defs.asset_checks or []:
+        links.update({f"{spec.key.asset_key.to_user_string()}:{spec.name}": spec.metadata.get("runbook")
+                      for spec in checks.check_specs})
+    for assets in defs.assets or []:
+        links.update({f"{spec.key.asset_key.to_user_string()}:{spec.name}": spec.metadata.get("runbook")
+                      for spec in getattr(assets, "check_specs", [])})
+    broken = {}
+    for owner, link in links.items():
+        path = Path(url2pathname(urlparse(link.url).path)) if isinstance(link, dg.UrlMetadataValue) else None
+        if path is None or path.parent != PROJECT / "docs" / "runbooks" or not path.is_file():
+            broken[owner] = link
+    assert broken == {}
+    assert links["meta/access_token:token_scopes"].url.endswith("/docs/runbooks/token_scopes.md")
+    assert any(link.url.endswith("/docs/runbooks/dbt_tests.md") for link in links.values())

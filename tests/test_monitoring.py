@@ -91,7 +91,9 @@ def test_a_stopped_schedule_is_reported_by_the_watchdog_and_doctor(instance, def
         sensor = watchdog_sensor(expected_instigators(defs))
         with dg.build_sensor_context(instance=instance, resources={"warehouse": WarehouseResource()}) as context:
             sensor(context)
-            sensor(context)  # deduplicated: still one open alert
+            tick = sensor(context)  # deduplicated: still one open alert
+        # what the UI's tick history of the watchdog shows: the problem itself, not only a count
+        assert "schedule 'purge_ops_history' is stopped" in tick.skip_message
         rows = conn.execute("SELECT severity, title FROM ops.alerts WHERE dedupe_key = 'watchdog:schedule:purge_ops_history'"
                             " AND resolved_at IS NULL").fetchall()
         assert rows == [("critical", "schedule 'purge_ops_history' is stopped: nothing it drives will run until it is "

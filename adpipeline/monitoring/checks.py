@@ -18,6 +18,7 @@ from psycopg import sql
 from adpipeline import clock as pipeline_clock
 from adpipeline.monitoring import thresholds as T
 from adpipeline.monitoring.cadence import lateness
+from adpipeline.monitoring.runbooks import RUNBOOK, runbook
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import Token, token_states
 
@@ -32,11 +33,11 @@ class Evaluation:
     def passed(self) -> bool:
         return self.severity is None
 
-    def result(self) -> dg.AssetCheckResult:
+    def result(self, extra: dict | None = None) -> dg.AssetCheckResult:
         severity = dg.AssetCheckSeverity.ERROR if self.severity == "ERROR" else dg.AssetCheckSeverity.WARN
         return dg.AssetCheckResult(
             passed=self.passed, severity=severity, description=self.description,
-            metadata={"summary": self.description, **self.metadata},
+            metadata={"summary": self.description, **self.metadata, **(extra or {})},
         )
 
 
@@ -291,10 +292,11 @@ def build_check(asset_key: dg.AssetKey | Sequence[str], name: str, description: 
 
     @dg.asset_check(asset=dg.AssetKey(asset_key) if not isinstance(asset_key, dg.AssetKey) else asset_key,
                     name=name, description=description, blocking=blocking,
-                    metadata={SCHEDULED: True} if scheduled else None)
+                    metadata={RUNBOOK: runbook(name), **({SCHEDULED: True} if scheduled else {})})
     def _check(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as conn:
-            return evaluate(conn, clock()).result()
+            # the check page shows an evaluation's metadata, not the definition's: the runbook link goes in both
+            return evaluate(conn, clock()).result({RUNBOOK: runbook(name)})
 
     return _check
 

@@ -10,7 +10,6 @@ window before it (Dagster requires the window to be no longer than the deadlines
 from __future__ import annotations
 
 import re
-import warnings
 from datetime import timedelta
 from functools import cache
 
@@ -18,6 +17,7 @@ import dagster as dg
 
 from adpipeline.config import SourcesConfig
 from adpipeline.monitoring import thresholds as T
+from adpipeline.warehouse.definitions import map_specs
 
 _HOUR_RANGE = re.compile(r"^(\d+) (\d+)-(\d+) \* \* \*$")
 
@@ -65,8 +65,4 @@ def apply_freshness(defs: dg.Definitions, config: SourcesConfig) -> dg.Definitio
         policy = policy_for(spec, config)
         return dg.apply_freshness_policy(spec, policy) if policy else spec
 
-    # map_asset_specs is marked preview in Dagster 1.13; it is the documented way to apply one policy
-    # across many assets, so we accept that and keep the warning out of every definitions load.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=dg.PreviewWarning, message=".*map_(resolved_)?asset_specs.*")
-        return defs.map_asset_specs(func=apply)
+    return map_specs(defs, apply)

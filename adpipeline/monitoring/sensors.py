@@ -248,7 +248,7 @@ def watchdog_sensor(expected: Sequence[Instigator], config: AlertsConfig | None 
         now = clock.system_now()  # Dagster stamps ticks and runs with the host clock
         findings = instigator_findings(context.instance, [i for i in expected if i.name != "watchdog"], now)
         findings += stuck_run_findings(context.instance, now)
-        critical = 0
+        critical, problems = 0, []
         with warehouse.connection() as conn:
             # per scope, the row the token job checked last: a row of an API no longer in use is not "the job"
             checked = sorted(token_states(conn, "meta"), key=lambda t: t.last_checked_at or _NEVER)
@@ -258,6 +258,7 @@ def watchdog_sensor(expected: Sequence[Instigator], config: AlertsConfig | None 
                 if evaluation.passed:
                     resolve_alert(conn, dedupe, evaluation.description, config.sinks)
                 else:
+                    problems.append(evaluation.description)
                     critical += raise_alert(conn, Alert(
                         "critical", "token_job_gap", "Meta token job not running", evaluation.description, dedupe,
                         source="meta", scope=token.scope, action=RUNBOOK["token_job_gap"],
@@ -267,11 +268,14 @@ def watchdog_sensor(expected: Sequence[Instigator], config: AlertsConfig | None 
                 signal = f"{finding.kind}_health"
                 link = _ui(config, f"runs/{finding.subject}" if finding.kind == "run" else "automation")
                 if finding.severity == CRITICAL:
+                    problems.append(finding.message)
                     critical += raise_alert(conn, Alert("critical", signal, finding.message, finding.message, dedupe,
                                                         action=RUNBOOK.get(signal), link=link), config.sinks)
                 elif finding.kind != "run":
                     resolve_alert(conn, dedupe, finding.message, config.sinks)
-        return dg.SkipReason(f"{len(findings)} finding(s), {critical} new critical alert(s)")
+        # the tick's message is what the UI shows of the watchdog (Automation > watchdog > ticks): name the problems
+        named = ": " + "; ".join(problems) if problems else ""
+        return dg.SkipReason(f"{len(findings)} finding(s), {critical} new critical alert(s){named}")
 
     return _sensor
 

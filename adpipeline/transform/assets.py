@@ -28,6 +28,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from adpipeline.config import SourcesConfig
 from adpipeline.conventions import OWNER
+from adpipeline.monitoring.runbooks import DBT_TESTS, RUNBOOK, runbook
 from adpipeline.sources.ga4.assets import DATE as GA4_DATE_DIMENSION
 from adpipeline.sources.ga4.assets import ga4_partitions
 from adpipeline.sources.meta.partitions import daily_partitions
@@ -96,7 +97,7 @@ class AdpipelineDbtTranslator(DagsterDbtTranslator):
             asset=spec.asset_key,
             description=f"{description.rstrip('.')} (dbt test, severity {severity}: {consequence}).",
             additional_deps=spec.additional_deps,
-            metadata=spec.metadata,
+            metadata={**(spec.metadata or {}), RUNBOOK: runbook(DBT_TESTS)},
             blocking=spec.blocking,
         )
 

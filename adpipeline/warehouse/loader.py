@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import dagster as dg
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -68,6 +69,19 @@ class Table:
         keys = ", ".join(f'"{k}"' for k in self.key)
         body = ",\n    ".join([*cols, f"PRIMARY KEY ({keys})"])
         return f"CREATE TABLE IF NOT EXISTS {self.qualified} (\n    {body}\n)"
+
+    def asset_metadata(self) -> dict[str, Any]:
+        """What the Dagster UI shows of the table: its name and its columns with their Postgres types."""
+        columns = [dg.TableColumn(c, t, constraints=dg.TableColumnConstraints(nullable=c not in self.key))
+                   for c, t in self.columns.items()]
+        if self.payload:
+            columns.append(dg.TableColumn(PAYLOAD, "jsonb", description="the API's record as received"))
+        columns.append(dg.TableColumn(LOADED_AT, "timestamptz", description="when the row was last loaded",
+                                      constraints=dg.TableColumnConstraints(nullable=False)))
+        return {"dagster/table_name": f"warehouse.{self.qualified}",
+                "dagster/column_schema": dg.TableSchema(columns=columns,
+                                                        constraints=dg.TableConstraints(
+                                                            other=[f"primary key ({', '.join(self.key)})"]))}
 
 
 COUNTS = ("processed", "inserted", "updated", "deleted")

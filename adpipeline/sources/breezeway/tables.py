@@ -171,6 +171,8 @@ TAGS = Table(
              "deleted_at": "timestamptz"},
     key=("region_code", "id"),
 )
+# the tables of the assets (breezeway/<name>); the task children land with breezeway/tasks
+ENTITIES = (PROPERTIES, RESERVATIONS, TASKS, PEOPLE, SUPPLIES, TAGS)
 
 SENSITIVE_KEYS = frozenset({
     "access_code", "door_code", "lock_code", "gate_code", "lockbox_code", "alarm_code", "garage_code",

@@ -144,7 +144,7 @@ def build_report_asset(report: Report, config: SourcesConfig,
         owners=[OWNER],
         code_version=report.code_version,
         partitions_def=partitions_def,
-        metadata={"table": report.table.qualified, "dagster/table_name": f"warehouse.{report.table.qualified}"},
+        metadata={"table": report.table.qualified},
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: WarehouseResource, ga4: Ga4Resource) -> dg.MaterializeResult:
         keys = [k if isinstance(k, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(k)

@@ -10,6 +10,7 @@ from adpipeline.sources.ga4.checks import build_checks
 from adpipeline.sources.ga4.reports import configured_reports
 from adpipeline.sources.ga4.resources import Ga4Resource
 from adpipeline.sources.ga4.schedules import build_schedules
+from adpipeline.warehouse.definitions import with_tables
 
 
 def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
@@ -20,7 +21,7 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
     reports = configured_reports(config)  # ga4.reports in adpipeline.yaml
     assets = [build_report_asset(report, config, partitions) for report in reports]
     job, schedule = build_schedules(config, assets)
-    return dg.Definitions(
+    return with_tables(dg.Definitions(
         assets=assets,
         jobs=[job],
         schedules=[schedule],
@@ -33,4 +34,4 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
                 tokens_per_hour=config.ga4.tokens_per_hour,
             )
         },
-    )
+    ), [report.table for report in REPORTS])

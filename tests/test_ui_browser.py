@@ -1,0 +1,216 @@
+"""The Dagster UI as an operator sees it, in a real browser: `adpipeline dev` on the session's warehouse, Debian's
+chromium driven by Selenium through chromedriver. Screenshots go to test-artifacts/ (or $ADPIPELINE_TEST_ARTIFACTS).
+
+Without chromium/chromedriver the test skips on a developer machine, but FAILS where ADPIPELINE_REQUIRE_BROWSER is
+set (.ci/run sets it after installing them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from tests.test_cli_dev import code_location_status, free_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+ARTIFACTS = Path(os.environ.get("ADPIPELINE_TEST_ARTIFACTS", PROJECT / "test-artifacts"))
+
+
+def _browser_binaries() -> tuple[str, str]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = "Debian's chromium and chromium-driver are needed: apt-get install -y chromium chromium-driver"
+        if os.environ.get("ADPIPELINE_REQUIRE_BROWSER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return chromium, driver
+
+
+def wait_for_text(browser, texts: list[str], timeout: float = 90) -> str:
+    """The page's text once every one of `texts` is in it (the UI renders as its queries return: poll)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = browser.find_element("tag name", "body").text
+        missing = [t for t in texts if t not in body]
+        if not missing:
+            return body
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not shown on {browser.current_url}: {missing}\n---\n{body[:3000]}")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def dev_ui(warehouse_url, server_home):
+    """`adpipeline dev` on a free port, on the session's warehouse and a Dagster database of its own."""
+    name = f"dagster_ui_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_", "META_", "GA4_",
+                                                                     "BREEZEWAY_"))}
+    env.update({"ADPIPELINE_HOME": str(server_home / "home"), "ADPIPELINE_WAREHOUSE_URL": warehouse_url,
+                "ADPIPELINE_DAGSTER_PG_URL": "postgresql+psycopg2://"
+                + warehouse_url.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}",
+                # the warehouse is given by URL (not started by dev): tokens need a key from the environment
+                "ADPIPELINE_TOKEN_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()})
+    log_path = server_home / "dev.log"  # a file, not a pipe: nobody drains a pipe while the test browses
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-m", "adpipeline.cli", "dev", "--port", str(port)], env=env, cwd=PROJECT,
+                            stdout=log_file, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2).read()
+                break
+            except OSError:
+                time.sleep(1)
+        assert proc.poll() is None, log_path.read_text()
+        assert code_location_status(port) == ("LOADED", "RepositoryLocation")
+        sandbox_url = re.search(r"sandbox APIs at (\S+);", log_path.read_text()).group(1)
+        yield DevUI(f"http://127.0.0.1:{port}", sandbox_url)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log_file.close()
+        with psycopg.connect(warehouse_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class DevUI:
+    """The running `adpipeline dev`: its UI, and the sandbox it started (to inject faults)."""
+
+    def __init__(self, url: str, sandbox_url: str) -> None:
+        self.url, self.sandbox_url = url, sandbox_url
+
+    def graphql(self, query: str, **variables) -> dict:
+        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60)
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def run_job(self, job: str, timeout: float = 120) -> tuple[str, list[str]]:
+        """Launch a job of the code location as the UI's Launchpad does (queued, started by the daemon), and
+        wait for it to finish: its final status and its event log's messages."""
+        launched = self.graphql(
+            "mutation($p: ExecutionParams!) { launchRun(executionParams: $p) { __typename"
+            " ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+            p={"selector": {"repositoryLocationName": "adpipeline", "repositoryName": "__repository__",
+                            "jobName": job}})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.graphql("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                                  id=run_id)["runOrError"]["status"]
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                return status, self.run_messages(run_id)
+            assert time.monotonic() < deadline, f"{job} still {status} after {timeout} s"
+            time.sleep(1)
+
+    def run_messages(self, run_id: str) -> list[str]:
+        events = self.graphql("query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {"
+                              " ... on MessageEvent { message } ... on ExecutionStepFailureEvent { error { message cause { message } } } } } } }",
+                              id=run_id)["logsForRun"]["events"]
+        return [e["message"] + json.dumps(e.get("error") or "") for e in events if e.get("message")]
+
+
+@pytest.fixture
+def browser():
+    chromium, driver = _browser_binaries()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1600,6000"):
+        options.add_argument(arg)
+    session = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        yield session
+    finally:
+        session.quit()
+
+
+def test_an_operator_sees_the_code_location_assets_checks_and_automation(dev_ui, browser):
+    from adpipeline.definitions import defs
+    from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ui = dev_ui.url
+
+    def shot(name: str) -> None:
+        for skip in browser.find_elements("xpath", "//button[normalize-space()='Skip']"):
+            skip.click()  # the "Join the Dagster community" pop-up of a fresh browser profile
+        browser.save_screenshot(str(ARTIFACTS / f"ui-{name}.png"))
+
+    # a small load first: the Meta token job (one asset, its five checks), through the daemon's run queue
+    status, messages = dev_ui.run_job("meta_token_job")
+    assert status == "SUCCESS", "\n".join(messages)
+
+    browser.get(f"{ui}/locations")
+    body = wait_for_text(browser, ["adpipeline", "Loaded"])
+    shot("1-code-location")
+    assert "Error" not in body.split("adpipeline", 1)[1][:200]  # no load error beside the location
+
+    browser.get(f"{ui}/assets?view=flat")
+    keys = sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys())
+    wait_for_text(browser, [keys[0].split("/")[-1], keys[-1].split("/")[-1]])
+    body = wait_for_text(browser, [k.split("/")[-1] for k in keys])
+    shot("2-catalog")
+    assert len(keys) > 40 and body
+    browser.set_window_size(1600, 1200)  # tall only for the catalog: its list renders the rows in view
+
+    browser.get(f"{ui}/assets/meta/ads_insights?view=checks")
+    wait_for_text(browser, ["lateness", "all_scopes_loaded", "spend_reconciles", "completeness"])
+    shot("3-meta-ads-insights-checks")
+    browser.get(f"{ui}/assets/meta/ads_insights")
+    wait_for_text(browser, ["Freshness", "meta"])
+    shot("4-meta-ads-insights-overview")
+
+    browser.get(f"{ui}/automation")
+    names = [s.name for s in defs.schedules or []] + [s.name for s in defs.sensors or []]
+    wait_for_text(browser, names)
+    # every schedule and sensor shown running: its toggle (a checkbox beside the row's select box) is on; the
+    # states load after the names, so poll
+    deadline, on = time.monotonic() + 60, 0
+    while time.monotonic() < deadline:
+        on = browser.execute_script("return document.querySelectorAll('input[type=checkbox]:checked').length")
+        if on >= len(names):
+            break
+        time.sleep(0.5)
+    shot("5-automation")
+    assert on == len(names), f"{on} toggles on for {len(names)} schedules and sensors"
+
+    # a fault: the token loses its ads permissions at Meta; the next token run's scopes check fails (ERROR)
+    browser.get(f"{ui}/assets/meta/access_token?view=checks")
+    wait_for_text(browser, ["token_scopes\nSucceeded"])
+    shot("6-meta-token-checks-passing")
+    requests.post(f"{dev_ui.sandbox_url}/_admin/meta/tokens", json={
+        "access_token": DEMO_ACCESS_TOKEN, "scopes": ["business_management"]}, timeout=10).raise_for_status()
+    dev_ui.run_job("meta_token_job")
+    browser.get(f"{ui}/assets/meta/access_token?view=checks")
+    body = wait_for_text(browser, ["token_scopes\nFailed"])
+    browser.find_element("xpath", "//*[normalize-space()='token_scopes']").click()
+    body = wait_for_text(browser, ["missing permissions ads_read or ads_management"])
+    shot("7-meta-token-scopes-failing")
+    detail = body[body.index("Latest execution"):]
+    assert detail.index("Failed") < detail.index("Timestamp"), detail  # the evaluation result of token_scopes
+    assert "runbook" in detail and "docs/runbooks/token_scopes.md" in browser.page_source  # its runbook link
