@@ -34,4 +34,4 @@ def build_defs(config: SourcesConfig | None = None) -> dg.Definitions:
                 tokens_per_hour=config.ga4.tokens_per_hour,
             )
         },
-    ), [report.table for report in REPORTS])
+    ), [report.table for report in reports])
