@@ -41,7 +41,8 @@ class Meta:
         self.defs = build_defs()  # its checks' clock is the pipeline's, which follows the sandbox's
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
-            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01),
+            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01,
+                                 window_days=7, concurrency=4, concurrency_per_account=2),  # the windowed, parallel fetch
         }
 
     def run(self, *keys: dg.AssetKey, days: tuple[str, str] | dg.PartitionKeyRange | None = None,

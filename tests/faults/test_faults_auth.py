@@ -45,7 +45,9 @@ def test_meta_token_revoked_after_page_3_stops_the_run_with_the_recovery_step_an
     (severity, alert), = pipeline.open_alerts().values()
     assert severity == "critical" and "adpipeline tokens exchange meta -" in alert
     assert pipeline.rows("SELECT status FROM ops.platform_tokens WHERE platform = 'meta'") == [("invalid",)]
-    assert sync_story(warehouse_url, "meta", "ads_insights", first.run_id) == {"failed": 1}
+    # the scope that met the 190 failed; a window the worker pool had already started fails too, but the client
+    # refuses its call without sending it (the route count above): nothing succeeded, nothing is left running
+    assert set(sync_story(warehouse_url, "meta", "ads_insights", first.run_id)) == {"failed"}
     assert pipeline.rows("SELECT count(*) FROM raw_meta.ads_insights") == [(0,)]  # no scope half-written
 
     # the operator follows the recovery step: a new short-lived token, exchanged and stored by the CLI

@@ -18,9 +18,14 @@ REFUSED = "another sync of this scope and window is running; not starting a seco
 
 
 def scope_errors(result) -> dict[str, str]:
+    """The scopes a run lists as failed, with their errors (in the step failure once a scope failed it)."""
     for event in result.get_asset_materialization_events():
         if event.asset_key == ADS_INSIGHTS:
             return dict(event.materialization.metadata["errors"].value)
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data.user_failure_data
+        if data is not None and "errors" in data.metadata:
+            return dict(data.metadata["errors"].value)
     return {}
 
 

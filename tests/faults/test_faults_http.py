@@ -55,7 +55,8 @@ def test_a_5xx_burst_beyond_the_retry_budget_mid_pagination_fails_the_scope_and_
     errors = sync_errors(warehouse_url, "meta", first.run_id)
     assert len(errors) == 2 and all("HTTP 503" in e and "after 5 attempts — retries exhausted; rerun later" in e
                                     for e in errors), errors
-    check = pipeline.open_alerts()["check:meta/ads_insights:all_scopes_loaded"]
+    # a failed scope fails the step (issue 16: one policy): one critical run alert naming the scopes
+    check = pipeline.open_alerts()["run_failure:meta_insights_job"]
     assert check[0] == "critical" and DENVER in check[1]
 
     sandbox.admin.clear_faults()
@@ -64,7 +65,7 @@ def test_a_5xx_burst_beyond_the_retry_budget_mid_pagination_fails_the_scope_and_
     assert sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
-    assert "check:meta/ads_insights:all_scopes_loaded" not in pipeline.open_alerts()  # resolved
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()  # resolved by the good run
     leaks(pipeline, dagster_env, server_log)
 
 
@@ -119,13 +120,14 @@ def test_one_forbidden_ad_account_fails_alone_while_the_others_load_and_the_reru
     assert sync_story(warehouse_url, "meta", "ads_insights", first.run_id)["success"] == 4
     loaded = {a for (a,) in pipeline.rows("SELECT DISTINCT account_id FROM raw_meta.ads_insights")}
     assert DENVER not in loaded and len(loaded) == 2  # the others' data is in
-    severity, message = pipeline.open_alerts()["check:meta/ads_insights:all_scopes_loaded"]
-    assert severity == "critical" and DENVER in message
+    # red, naming the account (issue 16: one policy): one critical run alert; the others' data is committed
+    severity, message = pipeline.open_alerts()["run_failure:meta_insights_job"]
+    assert severity == "critical" and DENVER in message and "Action: " in message
 
     pipeline.meta.script(forbidden_accounts=[])
     rerun = pipeline.scheduled("meta_insights_hourly")
     assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
-    assert "check:meta/ads_insights:all_scopes_loaded" not in pipeline.open_alerts()
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()
     leaks(pipeline, dagster_env, server_log)

@@ -78,7 +78,7 @@ def test_a_block_renewed_past_the_wait_budget_fails_the_account_after_the_budget
     assert errors and all("rate limited" in e and "code 80000/2446079" in e for e in errors), errors
     # Denver's first day tried and failed; its second not attempted (the block would repeat): no sync row
     assert sync_story(warehouse_url, "meta", "ads_insights", first.run_id) == {"success": 4, "failed": 1}
-    severity, message = pipeline.open_alerts()["check:meta/ads_insights:all_scopes_loaded"]
+    severity, message = pipeline.open_alerts()["run_failure:meta_insights_job"]
     assert severity == "critical" and DENVER in message
 
     sandbox.admin.clear_faults()
@@ -86,5 +86,5 @@ def test_a_block_renewed_past_the_wait_budget_fails_the_account_after_the_budget
     assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
-    assert "check:meta/ads_insights:all_scopes_loaded" not in pipeline.open_alerts()
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()
     leaks(pipeline, dagster_env, server_log)
