@@ -101,16 +101,21 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     return [e.step_failure_data.error.message for e in result.get_step_failure_events()]
 
 
-def failed_scopes(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> list[str]:
-    """The scopes a materialization (or, once a failed scope fails the step, its failure) lists as failed."""
+def scope_metadata(result: dg.ExecuteInProcessResult, key: dg.AssetKey, name: str, empty: Any) -> Any:
+    """A runner metadata entry (failed_scopes, errors) of a materialization or, once a failed scope fails the
+    step, of its failure."""
     for event in result.get_asset_materialization_events():
         if event.asset_key == key:
-            return list(event.materialization.metadata["failed_scopes"].value)
+            return event.materialization.metadata[name].value
     for event in result.get_step_failure_events():
         data = event.step_failure_data.user_failure_data
-        if data is not None and "failed_scopes" in data.metadata:
-            return list(data.metadata["failed_scopes"].value)
-    return []
+        if data is not None and name in data.metadata:
+            return data.metadata[name].value
+    return empty
+
+
+def failed_scopes(result: dg.ExecuteInProcessResult, key: dg.AssetKey) -> list[str]:
+    return list(scope_metadata(result, key, "failed_scopes", []))
 
 
 def assert_meta_truth(pipeline: FaultPipeline, since: str, until: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 import time
 
-from fault_harness import assert_meta_truth, assert_no_duplicate_keys, failed_scopes, sync_story
+from fault_harness import assert_meta_truth, assert_no_duplicate_keys, failed_scopes, scope_metadata, sync_story
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
 
@@ -18,15 +18,7 @@ REFUSED = "another sync of this scope and window is running; not starting a seco
 
 
 def scope_errors(result) -> dict[str, str]:
-    """The scopes a run lists as failed, with their errors (in the step failure once a scope failed it)."""
-    for event in result.get_asset_materialization_events():
-        if event.asset_key == ADS_INSIGHTS:
-            return dict(event.materialization.metadata["errors"].value)
-    for event in result.get_step_failure_events():
-        data = event.step_failure_data.user_failure_data
-        if data is not None and "errors" in data.metadata:
-            return dict(data.metadata["errors"].value)
-    return {}
+    return dict(scope_metadata(result, ADS_INSIGHTS, "errors", {}))
 
 
 def test_a_second_run_of_the_same_hour_is_refused_on_the_scope_the_first_is_loading_and_nothing_doubles(
