@@ -359,6 +359,9 @@ def test_an_expired_token_fails_fast_with_the_recovery_step(meta, monkeypatch):
     requests.post(f"{meta.sandbox.base_url}/_admin/meta/tokens", json={
         "access_token": expired, "expires_at": "2026-11-01T00:00:00Z"}, timeout=10)
     monkeypatch.setenv("META_ACCESS_TOKEN", expired)
+    # the default, one window at a time: windows already in flight in parallel would each ask once
+    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=meta.resources["meta"].graph_url,
+                                                             retry_base_delay=0.01)}
     result = meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
@@ -63,11 +64,11 @@ class ReadAhead(Generic[T]):
     def close(self) -> None:
         """Stop the reader (it finishes the item in hand) and wait for it."""
         self._stop.set()
-        while self._thread.is_alive():
-            try:
-                self._queue.get(timeout=0.1)
+        while self._thread.is_alive():  # drain so a blocked put returns; poll, as a timed get never times out
+            try:                            # under libfaketime (a reader that stopped puts nothing more)
+                self._queue.get_nowait()
             except queue.Empty:
-                pass
+                time.sleep(0.01)
         self._finished = True
 
     def __enter__(self) -> ReadAhead[T]:
