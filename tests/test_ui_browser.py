@@ -60,8 +60,11 @@ def dev_ui(warehouse_url, server_home):
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     port = free_port()
+    # `adpipeline dev` (UI, daemon, its own sandbox on real time) on the host's real clock: under libfaketime (the
+    # suite's `faketime -f +100d` run) the daemon's timed waits never return and it never dequeues a run, as in
+    # test_deploy_grpc. Nothing here depends on the date.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_", "META_", "GA4_",
-                                                                     "BREEZEWAY_"))}
+                                                                     "BREEZEWAY_", "FAKETIME")) and k != "LD_PRELOAD"}
     env.update({"ADPIPELINE_HOME": str(server_home / "home"), "ADPIPELINE_WAREHOUSE_URL": warehouse_url,
                 "ADPIPELINE_DAGSTER_PG_URL": "postgresql+psycopg2://"
                 + warehouse_url.split("://", 1)[1].rsplit("/", 1)[0] + f"/{name}",
