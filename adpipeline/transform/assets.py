@@ -25,6 +25,7 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
+from dagster_dbt.dbt_manifest import validate_manifest
 
 from adpipeline.config import SourcesConfig
 from adpipeline.conventions import OWNER
@@ -137,7 +138,7 @@ def unpartitioned_selection(manifest: Path) -> str:
     """Every model and seed without a partitioned tag, by name. Not `--exclude tag:...`: dbt's (eager)
     exclusion also drops each test touching an excluded model, so a cross-source test on a mart of this set
     that reads the daily facts (assert_marketing_reconciles_with_sources) would belong to no asset."""
-    nodes = json.loads(manifest.read_text())["nodes"].values()
+    nodes = validate_manifest(manifest)["nodes"].values()  # dagster-dbt's cached parse: read once per load
     return " ".join(sorted(n["name"] for n in nodes if n["resource_type"] in ("model", "seed", "snapshot")
                            and not set(n.get("tags") or ()) & set(PARTITIONED_TAGS)))
 

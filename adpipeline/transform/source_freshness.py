@@ -9,13 +9,13 @@ checks. It is the signal "loads succeed but no new rows land"; lateness (ops.etl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster_dbt.dbt_manifest import validate_manifest
 
 from adpipeline.config import SourcesConfig
 from adpipeline.monitoring import thresholds as T
@@ -43,7 +43,7 @@ def freshness_threshold(source: Mapping[str, Any]) -> T.Threshold | None:
 
 def build_source_freshness_checks(manifest: Path, config: SourcesConfig) -> list[dg.AssetChecksDefinition]:
     checks = []
-    for source in json.loads(manifest.read_text())["sources"].values():
+    for source in validate_manifest(manifest)["sources"].values():  # dagster-dbt's cached parse, shared
         threshold = freshness_threshold(source)
         if threshold is None:
             continue
