@@ -35,7 +35,12 @@ from adpipeline.config import AlertsConfig, AlertSink
 from adpipeline.http.redact import register_secret
 from adpipeline.monitoring.alerts import Alert, due_reminders, raise_alert, resolve_alert
 from adpipeline.monitoring.checks import meta_style_token_checks
-from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, run_recovery_alert_sensor
+from adpipeline.monitoring.sensors import (
+    check_alert_sensor,
+    run_failure_alert_sensor,
+    run_recovery_alert_sensor,
+    source_of_step,
+)
 from adpipeline.monitoring.sinks import deliver_pending
 from adpipeline.warehouse import db
 from adpipeline.warehouse.resource import WarehouseResource
@@ -374,6 +379,34 @@ def test_a_first_start_on_an_instance_with_history_alerts_on_the_current_state_o
     got = received(http, smtp)
     assert len(got["slack"]) == len(got["pager"]) == len(got["mail"]) == 1
     assert db_conn.execute("SELECT severity, count(*) FROM ops.alerts GROUP BY 1").fetchall() == [("critical", 1)]
+
+
+def test_a_failed_multi_asset_step_is_routed_by_its_source(db_conn, routes, http, smtp):
+    """A multi-asset's step key is its name (meta_insights, not meta__...): the alert still names its source, so a
+    route limited to that source gets it."""
+    @dg.multi_asset(name="breezeway_t17_sync", specs=[dg.AssetSpec(["breezeway", "t17_tasks"])])
+    def sync() -> None:
+        raise dg.Failure(description="breezeway/t17_tasks austin: HTTP 503 after 5 attempts")
+
+    defs = dg.Definitions(assets=[sync], jobs=[dg.define_asset_job("t17_bw_job", selection=[sync])])
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("t17_bw_job").execute_in_process(instance=instance, raise_on_error=False)
+    run = instance.get_run_by_id(result.run_id)
+    event = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)[0].dagster_event
+    sensor = run_failure_alert_sensor(routes)
+    sensor(dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_instance=instance,
+                                              dagster_run=run, resources={"warehouse": WarehouseResource()}
+                                              ).for_run_failure())
+    deliver_pending(db_conn, routes, clock.now())
+    assert db_conn.execute("SELECT source FROM ops.alerts WHERE dedupe_key = 'run_failure:t17_bw_job'").fetchall() \
+        == [("breezeway",)]
+    assert len(received(http, smtp)["pager"]) == 2  # the critical pager route and the breezeway-only route
+
+
+def test_step_keys_name_their_source():
+    assert [source_of_step(k) for k in ("meta_insights", "meta__ad_accounts", "breezeway__reservations",
+                                         "ga4__traffic_acquisition", "dbt_meta_daily", None)] \
+        == ["meta", "meta", "breezeway", "ga4", None, None]
 
 
 def test_a_run_failure_is_one_alert_per_incident_with_the_classified_sentence_and_resolves(db_conn, routes, http,

@@ -17,6 +17,7 @@ behaviour), so they replay nothing either.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -198,6 +199,16 @@ def run_failure_dedupe(job_name: str) -> str:
     return f"run_failure:{job_name}"
 
 
+EXTRACTION_SOURCES = ("meta", "breezeway", "ga4")
+
+
+def source_of_step(step_key: str | None) -> str | None:
+    """The API an extraction step pulls from: an asset's step key is its key joined by "__" (meta__ad_accounts),
+    a multi-asset's is its name (meta_insights). dbt steps (dbt_meta_daily) and checks have no source."""
+    head = re.split(r"__|_", step_key or "", maxsplit=1)[0]
+    return head if head in EXTRACTION_SOURCES else None
+
+
 def run_failure_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
     config = config or AlertsConfig()
 
@@ -208,8 +219,7 @@ def run_failure_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDef
         run = context.dagster_run
         failures = context.get_step_failure_events()
         sentence = failure_sentence(failures, context.failure_event.message or "run failed")
-        # an asset step key is its asset key joined by "__": its first part is the source (meta, breezeway, ga4)
-        source = failures[0].step_key.split("__", 1)[0] if failures and "__" in (failures[0].step_key or "") else None
+        source = source_of_step(failures[0].step_key) if failures else None
         partition = run.tags.get("dagster/partition")
         with warehouse.connection() as conn:
             raise_alert(conn, Alert(
