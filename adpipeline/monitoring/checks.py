@@ -183,13 +183,10 @@ def source_freshness_check(asset_key, *, schema: str, table: str, loaded_at_fiel
         return evaluate_source_freshness(newest, cron=cron, timezone=timezone, threshold=threshold, now=now,
                                          what=what)
 
-    limits = _limits(threshold)
-    levels = [f"{level} above {limits[level.lower() + '_threshold_hours']} h" for level in ("WARN", "ERROR")
-              if limits[level.lower() + "_threshold_hours"] is not None]
     quiet = f"; measured against cadence '{cron}' ({timezone}), so hours when no load was due do not count" if cron else ""
     return build_check(asset_key, "dbt_source_freshness",
                        f"dbt source freshness of {what}: age of max({loaded_at_field}), the time new rows last "
-                       f"landed, with the dbt source's thresholds: {', '.join(levels)}{quiet}.",
+                       f"landed, with the dbt source's thresholds: {threshold.limits()}{quiet}.",
                        evaluate, scheduled=True, **kw)
 
 
