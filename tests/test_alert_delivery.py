@@ -18,7 +18,6 @@ import ssl
 import subprocess
 import sys
 import threading
-import uuid
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -42,7 +41,6 @@ from adpipeline.monitoring.sensors import (
     source_of_step,
 )
 from adpipeline.monitoring.sinks import deliver_pending
-from adpipeline.warehouse import db
 from adpipeline.warehouse.resource import WarehouseResource
 from adpipeline.warehouse.tokens import Token, TokenStore
 
@@ -159,18 +157,9 @@ def http():
 
 
 @pytest.fixture
-def alerts_db(warehouse_url, monkeypatch) -> str:
-    """A fresh, migrated warehouse database for this test; the pipeline's resources point at it."""
-    name = f"t17_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    url = warehouse_url.rsplit("/", 1)[0] + f"/{name}"
-    db.migrate(url)
-    monkeypatch.setenv("ADPIPELINE_WAREHOUSE_URL", url)
+def alerts_db(fresh_warehouse, monkeypatch) -> str:
     monkeypatch.setenv("ADPIPELINE_TOKEN_KEY", base64.urlsafe_b64encode(os.urandom(32)).decode())  # not embedded
-    yield url
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    return fresh_warehouse
 
 
 @pytest.fixture

@@ -7,21 +7,22 @@ from adpipeline import clock
 from adpipeline.conventions import LIGHT_EXECUTOR
 from adpipeline.warehouse.resource import WarehouseResource
 
-SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest success and latest attempt
+SYNC_LOG_DAYS = 180  # older attempts go, except each scope's latest of every status and sync type
 RESOLVED_ALERT_DAYS = 90
 
 
-@dg.op(description="Delete sync-log rows older than 180 days (keeping each scope's latest success and latest "
-                   "attempt), alerts resolved and alert messages delivered more than 90 days ago.")
+@dg.op(description="Delete sync-log rows older than 180 days (keeping each scope's latest row of every status and "
+                   "sync type), alerts resolved and alert messages delivered more than 90 days ago.")
 def purge_ops_history(context: dg.OpExecutionContext, warehouse: WarehouseResource) -> None:
     with warehouse.connection() as conn:
+        # What the checks and loads read stays, however old: the latest attempt (lateness's "latest failed"),
+        # the latest partial or success (when data last landed), the latest full success (Breezeway's next full
+        # listing). Keeping the latest row of every (status, sync type) keeps all of them.
         sync_rows = conn.execute(
-            "DELETE FROM ops.etl_sync_log l WHERE started_at < %s - make_interval(days => %s)"
+            "DELETE FROM ops.etl_sync_log WHERE started_at < %s - make_interval(days => %s)"
             " AND status <> 'running'"
-            " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
-            "                ORDER BY source, scope, entity, started_at DESC, id DESC)"
-            " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity) id FROM ops.etl_sync_log"
-            "                WHERE status = 'success' ORDER BY source, scope, entity, started_at DESC, id DESC)",
+            " AND id NOT IN (SELECT DISTINCT ON (source, scope, entity, status, sync_type) id FROM ops.etl_sync_log"
+            "                ORDER BY source, scope, entity, status, sync_type, started_at DESC, id DESC)",
             (now := clock.now(), SYNC_LOG_DAYS),
         ).rowcount
         alert_rows = conn.execute(
