@@ -243,6 +243,9 @@ class AlertsConfig(_Model):
     """Routing and pacing of alert messages. ops.alerts and the log always receive every alert."""
 
     ui_base_url: str = "http://localhost:3000"  # links in messages point at this Dagster UI
+    # where docs/runbooks/ is served (e.g. the repo's page on your Git host): the UI links each check there;
+    # unset, the links are file URLs of this checkout, which work only where the code location runs
+    runbook_base_url: str | None = None
     renotify_critical_minutes: Annotated[int, Field(ge=1)] = 240  # an open critical alert is repeated this often
     summary_after: Annotated[int, Field(ge=1)] = 5  # more messages than this due at once for a sink: one summary
     sinks: list[AlertSink] = []

@@ -177,3 +177,25 @@ def test_every_check_and_asset_links_to_a_runbook_that_exists():
     assert broken == {}
     assert links["meta/access_token:token_scopes"].url.endswith("/docs/runbooks/token_scopes.md")
     assert any(link.url.endswith("/docs/runbooks/dbt_tests.md") for link in links.values())
+
+
+def test_runbook_links_follow_the_configured_base_url(tmp_path, monkeypatch):
+    """A deployed UI is not on the code location's machine: links go to where the runbooks are served."""
+    from adpipeline.config import get_config
+    from adpipeline.monitoring.checks import build_check
+
+    config = tmp_path / "adpipeline.yaml"
+    config.write_text((PROJECT / "adpipeline.yaml").read_text().replace(
+        "  ui_base_url: http://localhost:3000\n",
+        "  ui_base_url: http://localhost:3000\n  runbook_base_url: https://git.example.com/adpipeline/docs/runbooks/\n"))
+    monkeypatch.setenv("ADPIPELINE_CONFIG", str(config))
+    get_config.cache_clear()
+    try:
+        check = build_check(["meta", "ads_insights"], "lateness", "late?", lambda conn, now: None)
+        (spec,) = check.check_specs
+        assert spec.metadata["runbook"].url == "https://git.example.com/adpipeline/docs/runbooks/lateness.md"
+    finally:
+        monkeypatch.undo()
+        get_config.cache_clear()
+    (spec,) = build_check(["meta", "ads_insights"], "lateness", "late?", lambda conn, now: None).check_specs
+    assert spec.metadata["runbook"].url == (PROJECT / "docs" / "runbooks" / "lateness.md").as_uri()

@@ -1,6 +1,7 @@
 """Links from the Dagster UI to docs/runbooks/: every check to the page of its signal, every asset to the index.
 
-A file URL of the checkout (or the image's copy of docs/): the link works wherever the code location runs.
+`alerts.runbook_base_url` in adpipeline.yaml when set (a deployed UI's users are not on the code location's
+machine); else a file URL of the checkout (or the image's copy of docs/), which works where the code location runs.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from adpipeline.config import get_config
 from adpipeline.warehouse.definitions import map_specs
 
 RUNBOOKS = Path(__file__).resolve().parents[2] / "docs" / "runbooks"
@@ -18,6 +20,9 @@ INDEX = "README"
 
 
 def runbook(signal: str) -> dg.UrlMetadataValue:
+    base = get_config().alerts.runbook_base_url
+    if base:
+        return dg.MetadataValue.url(f"{base.rstrip('/')}/{signal}.md")
     return dg.MetadataValue.url((RUNBOOKS / f"{signal}.md").as_uri())
 
 
