@@ -272,6 +272,18 @@ def test_loading_the_definitions_does_not_import_dbts_selection_engine():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
+
+def test_a_dbt_invocation_builds_no_dbt_adapter_in_the_step_process():
+    """dagster-dbt would load dbt's project, profile and adapter in the step before each invocation, only for
+    its own row counts and column metadata, which we do not use (ours go through the warehouse resource)."""
+    from adpipeline.transform.resources import dbt_resource
+
+    with environment(dbt_environment("postgresql://report:secret@127.0.0.1:1/analytics")):
+        invocation = dbt_resource().cli(["--version"], raise_on_error=False)
+        invocation.wait()
+    assert invocation.adapter is None
+
+
 def _ancestors(manifest: dict, unique_id: str) -> set[str]:
     seen: set[str] = set()
     stack = [unique_id]
