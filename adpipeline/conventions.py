@@ -14,13 +14,15 @@ URGENT_RUN_TAGS = {"dagster/priority": "10"}
 # Executors, chosen per job in one place (the job definitions pass these; tests/test_executors.py pins the
 # choice). Dagster's default starts a process per step and each reloads the code location (~4-8 s), which
 # for the 15-minute checks job meant minutes of imports for seconds of work.
-#   LIGHT: steps run in the run worker's process, one after another — jobs of small or chained steps
-#          (checks, token, hierarchy, insights, one-step loads, dbt, retention). Pools are still honoured.
-#   PARALLEL: independent heavy steps (a region's five Breezeway entities) in parallel processes forked from
-#          a forkserver that imported the definitions once per run, so a step does not re-import them.
+#   LIGHT: steps run in the run worker's process, one after another — every scheduled job (checks, token,
+#          hierarchy, insights, Breezeway loads, dbt, retention). Pools are still honoured.
+#   PARALLEL: independent heavy steps in parallel processes forked from a forkserver that imported the
+#          definitions once per run, so a step does not re-import them: runs launched from the UI, whose
+#          selection can be anything.
 # Measured with benchmarks/operations.py: a forked step still costs ~1-2 s (fork, job resolution, resources),
-# so parallel pays only where steps are long and independent; Meta insights (two steps, one heavy) ran 2x
-# slower forked than in one process.
+# so parallel pays only where several steps are long and independent. Meta insights (two steps, one heavy)
+# ran 2x slower forked than in one process; a region's Breezeway daily load (one heavy step of five, and 17
+# sub-second check steps) took 42.5 s forked for 16.5 s of steps.
 LIGHT_EXECUTOR = dg.in_process_executor
 PARALLEL_EXECUTOR = dg.multiprocess_executor.configured(
     {"max_concurrent": 2,  # steps wait on the APIs more than on the CPU; pools bound each API further

@@ -1,6 +1,6 @@
 """What scheduled work costs to operate, each figure beside its baseline, in one run (issue 15).
 
-    uv run --frozen python benchmarks/operations.py [--skip-demo] [--repeat 3]
+    uv run --frozen python benchmarks/operations.py [--skip-demo] [--repeat 3] [--load-against REV]
 
 On a fresh ADPIPELINE_HOME (embedded warehouse, sandbox APIs, a Dagster instance on Postgres storage), as a
 user runs things (subprocesses of the venv's own commands):
@@ -12,6 +12,8 @@ user runs things (subprocesses of the venv's own commands):
   dbt       the dbt_models_job step beside dbt's own build time (run_results elapsed; goal <= 2x), and
             whether dbt parsed partially
   demo      `adpipeline demo` wall time from a warm venv (goal <= 90 s)
+  --load-against REV: only the load figures, of HEAD and of REV's files (git archive, on this venv), the
+            commands interleaved so the machine's load hits both alike
 Medians of --repeat runs where a figure is cheap to repeat. The machine is shared and noisy: read ratios.
 """
 
@@ -70,6 +72,40 @@ def bench_load(repeat: int) -> float:
     print(f"{'':10} {'validate -f one_asset.py (+dagster_dbt)':40} {command_floor:7.2f} s  {command_floor / floor:5.2f}x floor"
           f"  (the command's own floor; ours is {validate / command_floor:.2f}x it)")
     return defs
+
+
+def checkout(rev: str) -> Path:
+    """`rev`'s files (git archive) beside the project, with the project's built dbt manifest: its code runs on
+    this venv (the folder comes first on sys.path), so both trees' figures come from one run."""
+    tree = Path(tempfile.mkdtemp(prefix=f"bench-{rev}-"))
+    archive = subprocess.run(["git", "archive", rev], cwd=PROJECT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    target = tree / "dbt_project" / "target"
+    target.mkdir(exist_ok=True)
+    subprocess.run([str(BIN / "python"), "-m", "adpipeline.transform.project"], cwd=tree, check=True,
+                   env={**os.environ, "PYTHONPATH": str(tree)}, capture_output=True)
+    return tree
+
+
+def bench_load_against(rev: str, repeat: int) -> None:
+    """The load figures of HEAD and of `rev`, interleaved (a shared machine's load then hits both alike)."""
+    trees = {"HEAD": PROJECT, rev: checkout(rev)}
+    env = clean_env(Path(tempfile.mkdtemp(prefix="bench-load-")))
+    commands = {"import dagster, dagster_dbt": [str(BIN / "python"), "-c", "import dagster, dagster_dbt"],
+                "import adpipeline.definitions": [str(BIN / "python"), "-c", "import adpipeline.definitions"],
+                "dagster definitions validate": [str(BIN / "dagster"), "definitions", "validate"]}
+    times: dict[tuple[str, str], list[float]] = {}
+    for _ in range(repeat):
+        for name, tree in trees.items():
+            for label, cmd in commands.items():
+                times.setdefault((name, label), []).append(
+                    wall(cmd, {**env, "PYTHONPATH": str(tree)}, cwd=tree))
+    for name in trees:
+        floor = statistics.median(times[(name, "import dagster, dagster_dbt")])
+        for label in commands:
+            seconds = statistics.median(times[(name, label)])
+            print(f"{'load ' + name[:5]:10} {label:40} {seconds:7.2f} s  {seconds / floor:5.2f}x floor"
+                  f"  (runs: {', '.join(f'{t:.2f}' for t in times[(name, label)])})")
 
 
 def bench_demo() -> None:
@@ -134,8 +170,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--skip-demo", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--load-against", metavar="REV",
+                        help="only the load figures, of HEAD and of REV (its files on this venv), interleaved")
     args = parser.parse_args()
     print(f"project {PROJECT}  python {sys.version.split()[0]}  load average {os.getloadavg()[0]:.2f}")
+    if args.load_against:
+        bench_load_against(args.load_against, args.repeat)
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        return
     load_seconds = bench_load(args.repeat)
     if not args.skip_demo:
         bench_demo()

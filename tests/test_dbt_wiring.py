@@ -6,6 +6,8 @@ import copy
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -240,6 +242,45 @@ def test_every_dbt_test_is_an_asset_check_of_exactly_one_dbt_asset(manifest: dic
     assert sorted(checks) == sorted(tests)
     specs = {spec.key.name: spec for a in dbt_defs for spec in a.check_specs}
     assert specs["assert_marketing_reconciles_with_sources"].asset_key == dg.AssetKey(["marts", "fct_marketing_channel_daily"])
+
+
+
+def test_our_selections_select_what_dbts_own_selector_does(manifest: dict):
+    """The selections the dbt assets are built with, evaluated without dbt's engine (selection.py), equal
+    dbt's own evaluation on the project's manifest; any other form is left to dagster-dbt."""
+    from dagster_dbt.utils import _select_unique_ids_from_manifest as dbts_selection
+
+    from adpipeline.transform.assets import unpartitioned_selection
+    from adpipeline.transform.selection import select_from_manifest
+
+    for select in (f"tag:{META_DAILY_TAG}", f"tag:{GA4_DAILY_TAG}", unpartitioned_selection(ensure_manifest()),
+                   "fct_ad_performance_daily tag:ga4_daily"):
+        ours = select_from_manifest(select, manifest)
+        assert ours and ours == dbts_selection(select, "", "", manifest, None), select
+    for other in ("+fct_ad_performance_daily", "path:models/marts", "tag:meta_daily,config.materialized:incremental", ""):
+        assert select_from_manifest(other, manifest) is None
+
+
+def test_loading_the_definitions_does_not_import_dbts_selection_engine():
+    """dbt's selector (dbt.graph, networkx) is for runs; the code-location load evaluates our selections itself."""
+    code = ("import sys, adpipeline.definitions as d; d.defs.resolve_asset_graph(); "
+            "print(sorted(m for m in ('dbt.graph', 'networkx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+
+def test_a_dbt_invocation_builds_no_dbt_adapter_in_the_step_process():
+    """dagster-dbt would load dbt's project, profile and adapter in the step before each invocation, only for
+    its own row counts and column metadata, which we do not use (ours go through the warehouse resource)."""
+    from adpipeline.transform.resources import dbt_resource
+
+    with environment(dbt_environment("postgresql://report:secret@127.0.0.1:1/analytics")):
+        invocation = dbt_resource().cli(["--version"], raise_on_error=False)
+        invocation.wait()
+    assert invocation.adapter is None
 
 
 def _ancestors(manifest: dict, unique_id: str) -> set[str]:

@@ -35,6 +35,7 @@ from adpipeline.sources.ga4.assets import ga4_partitions
 from adpipeline.sources.meta.partitions import daily_partitions
 from adpipeline.transform.project import dbt_project
 from adpipeline.transform.invocation import run_dbt
+from adpipeline.transform.selection import manifest_selection
 from adpipeline.warehouse.resource import WarehouseResource
 
 POOL = "dbt"
@@ -150,21 +151,22 @@ def build_dbt_assets(config: SourcesConfig, manifest: Path) -> list[dg.AssetsDef
     common: dict[str, Any] = {"manifest": manifest, "project": dbt_project, "dagster_dbt_translator": translator,
                               "pool": POOL}
 
-    @dbt_assets(name="dbt_meta_daily", select=f"tag:{META_DAILY_TAG}", partitions_def=meta_daily,
-                backfill_policy=dg.BackfillPolicy.single_run(), **common)
-    def dbt_meta_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+    with manifest_selection():  # the selections without dbt's selection engine (see selection.py)
+        @dbt_assets(name="dbt_meta_daily", select=f"tag:{META_DAILY_TAG}", partitions_def=meta_daily,
+                    backfill_policy=dg.BackfillPolicy.single_run(), **common)
+        def dbt_meta_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                           warehouse: WarehouseResource) -> Iterator[Any]:
+            yield from run_dbt(context, dbt, warehouse, config)
+
+        @dbt_assets(name="dbt_ga4_daily", select=f"tag:{GA4_DAILY_TAG}", partitions_def=ga4_daily,
+                    backfill_policy=dg.BackfillPolicy.single_run(), **common)
+        def dbt_ga4_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource,
+                          warehouse: WarehouseResource) -> Iterator[Any]:
+            yield from run_dbt(context, dbt, warehouse, config)
+
+        @dbt_assets(name="dbt_models", select=unpartitioned_selection(manifest), **common)
+        def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
                        warehouse: WarehouseResource) -> Iterator[Any]:
-        yield from run_dbt(context, dbt, warehouse, config)
-
-    @dbt_assets(name="dbt_ga4_daily", select=f"tag:{GA4_DAILY_TAG}", partitions_def=ga4_daily,
-                backfill_policy=dg.BackfillPolicy.single_run(), **common)
-    def dbt_ga4_daily(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                      warehouse: WarehouseResource) -> Iterator[Any]:
-        yield from run_dbt(context, dbt, warehouse, config)
-
-    @dbt_assets(name="dbt_models", select=unpartitioned_selection(manifest), **common)
-    def dbt_models(context: dg.AssetExecutionContext, dbt: DbtCliResource,
-                   warehouse: WarehouseResource) -> Iterator[Any]:
-        yield from run_dbt(context, dbt, warehouse, config)
+            yield from run_dbt(context, dbt, warehouse, config)
 
     return [dbt_meta_daily, dbt_ga4_daily, dbt_models]

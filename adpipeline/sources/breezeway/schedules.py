@@ -6,7 +6,7 @@ from __future__ import annotations
 import dagster as dg
 
 from adpipeline.config import SourcesConfig
-from adpipeline.conventions import LIGHT_EXECUTOR, PARALLEL_EXECUTOR, api_tags
+from adpipeline.conventions import LIGHT_EXECUTOR, api_tags
 from adpipeline.sources.breezeway.assets import (
     PEOPLE_KEY,
     PROPERTIES_KEY,
@@ -36,7 +36,7 @@ def build_schedules(config: SourcesConfig) -> tuple[list[dg.UnresolvedAssetJobDe
                                            executor_def=LIGHT_EXECUTOR,
                                            description="Breezeway reservations of one region.",
                                            tags=api_tags("breezeway"))
-    daily_job = dg.define_asset_job("breezeway_daily_job", selection=DAILY_KEYS, executor_def=PARALLEL_EXECUTOR,
+    daily_job = dg.define_asset_job("breezeway_daily_job", selection=DAILY_KEYS, executor_def=LIGHT_EXECUTOR,
                                     description="Breezeway properties, tasks, people, supplies and tags of one region.",
                                     tags=api_tags("breezeway"))
     cadences = config.cadences
