@@ -61,7 +61,9 @@ def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDef
     batches: list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = []
     batch_of: dict[dg.AssetKey, int] = {}
     for level in graph.toposorted_asset_keys_by_level:
-        for key in level:
+        # a level's order is a set's (it changed with the hash seed: 6 batches or 8). Partitioned assets first:
+        # the unpartitioned batch then opens after them, so their unpartitioned children (dbt) still join it
+        for key in sorted(level, key=lambda k: (graph.get(k).partitions_def is None, k.to_user_string())):
             node = graph.get(key)
             if not node.is_materializable:
                 continue
