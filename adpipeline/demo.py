@@ -1,22 +1,27 @@
 """`adpipeline demo`: the whole pipeline once, on the sandbox APIs and the embedded warehouse.
 
-Runs are recorded in the local Dagster instance (Postgres), so `adpipeline dev` shows them afterwards.
+Runs are runs of the code location's own asset job (`__ASSET_JOB`, what the UI's "Materialize" runs), recorded in
+the local Dagster instance (Postgres) with its origin, so `adpipeline dev` shows them and can re-execute them.
 Assets run level by level in dependency order; within a level, one run per partitions definition and
 partition (the latest day; every region; every property). The standalone non-blocking checks run once
 at the end, over everything loaded. The console gets one line per batch and a summary with each step's
-time; Dagster's events go to a log file beside the instance.
+time; Dagster's events (read back from the instance after each run) go to a log file beside it.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.job_base import InMemoryJob
 
 from adpipeline.http.redact import redact
 from adpipeline.stack import local_stack
@@ -56,7 +61,9 @@ def plan(defs: dg.Definitions) -> list[tuple[list[dg.AssetKey], dg.PartitionsDef
     batches: list[tuple[list[dg.AssetKey], dg.PartitionsDefinition | None]] = []
     batch_of: dict[dg.AssetKey, int] = {}
     for level in graph.toposorted_asset_keys_by_level:
-        for key in level:
+        # a level's order is a set's (it changed with the hash seed: 6 batches or 8). Partitioned assets first:
+        # the unpartitioned batch then opens after them, so their unpartitioned children (dbt) still join it
+        for key in sorted(level, key=lambda k: (graph.get(k).partitions_def is None, k.to_user_string())):
             node = graph.get(key)
             if not node.is_materializable:
                 continue
@@ -88,21 +95,82 @@ class Timings:
         self.steps.append((label, seconds))
 
 
-def quiet_run_config(log_file: Path | None) -> dict:
-    """Dagster's console logger at WARNING (the events are in the instance; DEBUG goes to the log file)."""
-    config: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    if log_file is not None:
-        config["loggers"]["demo_file"] = {"config": {"path": str(log_file)}}
-    return config
+QUIET_RUN_CONFIG: dict = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Dagster's console logger at WARNING: the events are in the instance (and the demo's log file). Valid run config
+for any job of the code location, so a re-execution from the UI takes it over as it is."""
 
 
-@dg.logger(config_schema={"path": str}, description="Every Dagster event of the demo's runs, into a file.")
-def demo_file_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
-    logger = logging.Logger("adpipeline.demo.dagster", level=logging.DEBUG)
-    handler = logging.FileHandler(init_context.logger_config["path"])
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    return logger
+@dataclass(frozen=True)
+class DemoJob:
+    """The code location's implicit asset job (what the UI's "Materialize" runs), recorded as `adpipeline dev`
+    loads it: the UI finds a run's job by its repository origin (location and repository name) and re-executes
+    it from there, so a demo run can be opened and re-executed like any other."""
+
+    job: dg.JobDefinition
+    remote_origin: object  # RemoteJobOrigin
+    code_origin: object  # JobPythonOrigin
+
+    @classmethod
+    def of(cls, defs: dg.Definitions) -> DemoJob:
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+        from dagster._core.definitions.repository_definition.valid_definitions import SINGLETON_REPOSITORY_NAME
+        from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+        from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+        from adpipeline.stack import PROJECT_DIR
+
+        job = defs.resolve_implicit_global_asset_job_def()
+        [location] = location_origins_from_yaml_paths([str(PROJECT_DIR / "workspace.yaml")])
+        remote = RemoteJobOrigin(RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME), job.name)
+        target = location.loadable_target_origin
+        code = ReconstructableRepository.for_module(
+            target.module_name, target.attribute, target.working_directory).get_python_origin().get_job_origin(job.name)
+        return cls(job, remote, code)
+
+    def execute(self, instance: dg.DagsterInstance, assets: Sequence[dg.AssetKey],
+                checks: Sequence[dg.AssetCheckKey], partition: str | None) -> dg.ExecuteInProcessResult:
+        """One run of a subset of the asset job, executed here as `execute_in_process` does (the in-process
+        executor: no process per step), but recorded with the job's origin and the code location's snapshot."""
+        from dagster._core.execution.api import ExecuteRunWithPlanIterable, create_execution_plan, job_execution_iterator
+        from dagster._core.execution.context_creation_job import (
+            PlanOrchestrationContextManager,
+            orchestration_context_event_generator,
+        )
+        from dagster._core.snap import snapshot_from_execution_plan
+
+        selection = {"asset_selection": frozenset(assets), "asset_check_selection": frozenset(checks)}
+        subset = self.job.get_subset(**selection)  # what the code location runs on re-execution: its snapshot
+        in_process = subset.as_ephemeral_job(resource_defs={}, input_values={})
+        tags = {"adpipeline/demo": "true"}
+        if partition is not None:
+            tags |= subset.get_tags_for_partition_key(partition, selected_asset_keys=assets)
+        job = InMemoryJob(in_process)
+        plan = create_execution_plan(job, run_config=QUIET_RUN_CONFIG, instance_ref=instance.get_ref(), tags=tags)
+        run = instance.create_run(
+            job_name=self.job.name, run_id=None, run_config=QUIET_RUN_CONFIG, status=None, tags=tags,
+            root_run_id=None, parent_run_id=None, op_selection=None, resolved_op_selection=None, **selection,
+            step_keys_to_execute=plan.step_keys_to_execute, job_snapshot=subset.get_job_snapshot(),
+            execution_plan_snapshot=snapshot_from_execution_plan(plan, subset.get_job_snapshot_id()),
+            parent_job_snapshot=subset.get_parent_job_snapshot(), remote_job_origin=self.remote_origin,
+            job_code_origin=self.code_origin, asset_graph=subset.asset_layer.asset_graph)
+        events = list(ExecuteRunWithPlanIterable(
+            execution_plan=plan, iterator=job_execution_iterator,
+            execution_context_manager=PlanOrchestrationContextManager(
+                context_event_generator=orchestration_context_event_generator, job=job, execution_plan=plan,
+                dagster_run=run, instance=instance, run_config=QUIET_RUN_CONFIG, executor_defs=None,
+                output_capture=None, raise_on_error=False)))
+        return dg.ExecuteInProcessResult(job_def=in_process, event_list=events,
+                                         dagster_run=instance.get_run_by_id(run.run_id), output_capture={})
+
+
+def write_events(instance: dg.DagsterInstance, run_id: str, log_file: Path) -> None:
+    """Every event of a run, from the instance's event log, into the demo's log file."""
+    with open(log_file, "a") as out:
+        for entry in instance.all_logs(run_id):
+            kind = entry.dagster_event.event_type_value if entry.dagster_event else "LOG"
+            when = datetime.fromtimestamp(entry.timestamp).isoformat(sep=" ", timespec="milliseconds")
+            out.write(f"{when} {logging.getLevelName(entry.level)} {run_id[:8]} {entry.step_key or '-'} {kind} "
+                      f"{entry.user_message}\n")
 
 
 def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, log_file: Path | None = None,
@@ -111,30 +179,33 @@ def run_everything(defs: dg.Definitions, instance: dg.DagsterInstance, log_file:
     timings = timings or Timings()
     batches = plan(defs)
     deferred = deferred_check_keys(defs)
-    without_deferred = dg.AssetSelection.checks(*deferred)
-    jobs = [dg.define_asset_job(f"demo_batch_{i}", selection=dg.AssetSelection.assets(*keys) - without_deferred)
-            for i, (keys, _) in enumerate(batches)]
-    checks_job = dg.define_asset_job("demo_checks", selection=dg.AssetSelection.checks(*deferred))
-    # one merge for all batch jobs: resolving the repository is the expensive part
-    loggers = {"console": dg.colored_console_logger, "demo_file": demo_file_logger}
-    with_jobs = dg.Definitions.merge(defs, dg.Definitions(jobs=[*jobs, checks_job], loggers=loggers))
+    demo_job = DemoJob.of(defs)
     with ExitStack() as stack:
         if log_file is not None:  # what steps print (dbt's own log lines) goes there too; progress is on stderr
             stack.enter_context(redirect_stdout(stack.enter_context(open(log_file, "a"))))
-        _run_batches(with_jobs, instance, batches, deferred, quiet_run_config(log_file), summary, timings)
+        _run_batches(demo_job, defs, instance, batches, deferred, log_file, summary, timings)
     return summary
 
 
-def _run_batches(with_jobs: dg.Definitions, instance: dg.DagsterInstance, batches, deferred, run_config: dict,
-                 summary, timings: Timings) -> None:
+def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterInstance, batches, deferred,
+                 log_file: Path | None, summary, timings: Timings) -> None:
+    graph = defs.resolve_asset_graph()
+    later = set(deferred)
+
+    def run(assets, checks, partition):
+        result = demo_job.execute(instance, assets, checks, partition)
+        if log_file is not None:
+            sys.stdout.flush()
+            write_events(instance, result.run_id, log_file)
+        return result
+
     for index, (keys, pdef) in enumerate(batches):
-        job = with_jobs.resolve_job_def(f"demo_batch_{index}")
+        checks = [c for key in keys for c in graph.get(key).check_keys if c not in later]
         label = ", ".join(k.to_user_string() for k in keys)
         partitions = demo_partition_keys(pdef)
         started, failed = time.monotonic(), 0
         for partition in partitions:
-            result = job.execute_in_process(instance=instance, partition_key=partition, raise_on_error=False,
-                                            run_config=run_config, tags={"adpipeline/demo": "true"})
+            result = run(keys, checks, partition)
             failed += 0 if result.success else 1
             _collect(result, keys, partition, summary)
         elapsed = time.monotonic() - started
@@ -144,8 +215,7 @@ def _run_batches(with_jobs: dg.Definitions, instance: dg.DagsterInstance, batche
         timings.add(f"batch {index + 1}: {label} [{scope}]", elapsed)
     if deferred:
         started = time.monotonic()
-        result = with_jobs.resolve_job_def("demo_checks").execute_in_process(
-            instance=instance, raise_on_error=False, run_config=run_config, tags={"adpipeline/demo": "true"})
+        result = run([], deferred, None)
         _collect(result, [], None, summary)
         elapsed = time.monotonic() - started
         log.info("checks (%d, once after every batch): %s in %.1f s", len(deferred),

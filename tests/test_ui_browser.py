@@ -85,7 +85,7 @@ def dev_ui(warehouse_url, server_home):
         assert proc.poll() is None, log_path.read_text()
         assert code_location_status(port) == ("LOADED", "RepositoryLocation")
         sandbox_url = re.search(r"sandbox APIs at (\S+);", log_path.read_text()).group(1)
-        yield DevUI(f"http://127.0.0.1:{port}", sandbox_url)
+        yield DevUI(f"http://127.0.0.1:{port}", sandbox_url, env)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
@@ -101,8 +101,40 @@ def dev_ui(warehouse_url, server_home):
 class DevUI:
     """The running `adpipeline dev`: its UI, and the sandbox it started (to inject faults)."""
 
-    def __init__(self, url: str, sandbox_url: str) -> None:
-        self.url, self.sandbox_url = url, sandbox_url
+    def __init__(self, url: str, sandbox_url: str, env: dict[str, str]) -> None:
+        self.url, self.sandbox_url, self.env = url, sandbox_url, env
+
+    def demo_run(self, asset: str) -> str:
+        """One run of the demo's (`adpipeline.demo.DemoJob`: in another process, as `adpipeline demo` runs them)
+        into this UI's instance: `asset` and its blocking checks, its latest partition. Its run id."""
+        script = (
+            "import sys, dagster as dg\n"
+            "from adpipeline.demo import DemoJob, deferred_check_keys, demo_partition_keys\n"
+            "from adpipeline.stack import local_stack\n"
+            "with local_stack(sandbox=True):\n"
+            "    from adpipeline.definitions import defs\n"
+            "    key = dg.AssetKey.from_user_string(sys.argv[1])\n"
+            "    node = defs.resolve_asset_graph().get(key)\n"
+            "    checks = [c for c in node.check_keys if c not in deferred_check_keys(defs)]\n"
+            "    with dg.DagsterInstance.get() as instance:\n"
+            "        result = DemoJob.of(defs).execute(instance, [key], checks,"
+            " demo_partition_keys(node.partitions_def)[-1])\n"
+            "    assert result.success\n"
+            "    print('RUN', result.run_id)\n")
+        done = subprocess.run([sys.executable, "-c", script, asset], env=self.env, cwd=PROJECT, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return re.search(r"^RUN (\S+)$", done.stdout, re.M).group(1)
+
+    def wait_for_run(self, run_id: str, timeout: float = 180) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.graphql("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                                  id=run_id)["runOrError"]["status"]
+            if status in ("SUCCESS", "FAILURE", "CANCELED"):
+                return status
+            assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout} s"
+            time.sleep(1)
 
     def graphql(self, query: str, **variables) -> dict:
         response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables}, timeout=60)
@@ -119,14 +151,7 @@ class DevUI:
                             "jobName": job}})["launchRun"]
         assert launched["__typename"] == "LaunchRunSuccess", launched
         run_id = launched["run"]["runId"]
-        deadline = time.monotonic() + timeout
-        while True:
-            status = self.graphql("query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                                  id=run_id)["runOrError"]["status"]
-            if status in ("SUCCESS", "FAILURE", "CANCELED"):
-                return status, self.run_messages(run_id)
-            assert time.monotonic() < deadline, f"{job} still {status} after {timeout} s"
-            time.sleep(1)
+        return self.wait_for_run(run_id, timeout), self.run_messages(run_id)
 
     def run_messages(self, run_id: str) -> list[str]:
         events = self.graphql("query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events {"
@@ -217,3 +242,47 @@ def test_an_operator_sees_the_code_location_assets_checks_and_automation(dev_ui,
     detail = body[body.index("Latest execution"):]
     assert detail.index("Failed") < detail.index("Timestamp"), detail  # the evaluation result of token_scopes
     assert "runbook" in detail and "docs/runbooks/token_scopes.md" in browser.page_source  # its runbook link
+
+
+RUN_QUERY = ("query($id: ID!) { runOrError(runId: $id) { ... on Run { status pipelineName assetSelection { path }"
+             " repositoryOrigin { repositoryLocationName repositoryName } tags { key value } } } }")
+
+
+def test_a_demo_run_shows_its_job_and_re_executes_from_the_ui(dev_ui, browser):
+    """A run of `adpipeline demo` is a run of the code location's asset job (what "Materialize" runs): its page
+    finds the job, Re-execute is enabled, and the re-execution (the UI's "All steps", queued and run by the
+    daemon in the code location) succeeds for the same partition."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    run_id = dev_ui.demo_run("ga4/traffic_acquisition")
+    run = dev_ui.graphql(RUN_QUERY, id=run_id)["runOrError"]
+    assert run["pipelineName"] == "__ASSET_JOB" and run["assetSelection"] == [{"path": ["ga4", "traffic_acquisition"]}]
+    assert run["repositoryOrigin"] == {"repositoryLocationName": "adpipeline", "repositoryName": "__repository__"}
+    tags = {t["key"]: t["value"] for t in run["tags"]}
+    assert tags["adpipeline/demo"] == "true" and tags["dagster/partition"]
+
+    browser.set_window_size(1600, 1200)
+    browser.get(f"{dev_ui.url}/runs/{run_id}")
+    body = wait_for_text(browser, ["Success", "traffic_acquisition", "Re-execute"])
+    assert "not found" not in body.lower(), body[:3000]
+    for skip in browser.find_elements("xpath", "//button[normalize-space()='Skip']"):
+        skip.click()  # the "Join the Dagster community" pop-up of a fresh browser profile
+    buttons = [b for b in browser.find_elements("xpath", "//button[contains(normalize-space(), 'Re-execute')]")
+               if b.is_displayed()]
+    browser.save_screenshot(str(ARTIFACTS / "ui-8-demo-run-re-execute-enabled.png"))
+    assert buttons and all(b.is_enabled() and b.get_attribute("disabled") is None for b in buttons), body[:3000]
+
+    # what the button sends for "All steps": re-execution from the parent run, resolved in the code location
+    launched = dev_ui.graphql(
+        "mutation($p: ReexecutionParams!) { launchPipelineReexecution(reexecutionParams: $p) { __typename"
+        " ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }",
+        p={"parentRunId": run_id, "strategy": "ALL_STEPS"})["launchPipelineReexecution"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    child = launched["run"]["runId"]
+    status = dev_ui.wait_for_run(child)
+    assert status == "SUCCESS", "\n".join(dev_ui.run_messages(child))
+    again = dev_ui.graphql(RUN_QUERY, id=child)["runOrError"]
+    assert again["pipelineName"] == "__ASSET_JOB" and again["assetSelection"] == run["assetSelection"]
+    assert {t["key"]: t["value"] for t in again["tags"]}["dagster/partition"] == tags["dagster/partition"]
+    browser.get(f"{dev_ui.url}/runs/{child}")
+    wait_for_text(browser, ["Success", "traffic_acquisition", run_id[:8]])
+    browser.save_screenshot(str(ARTIFACTS / "ui-9-demo-run-re-executed.png"))
