@@ -41,8 +41,7 @@ class Meta:
         self.defs = build_defs()  # its checks' clock is the pipeline's, which follows the sandbox's
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
-            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01,
-                                 window_days=7, concurrency=4, concurrency_per_account=2),  # the windowed, parallel fetch
+            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01),
         }
 
     def run(self, *keys: dg.AssetKey, days: tuple[str, str] | dg.PartitionKeyRange | None = None,
@@ -359,9 +358,9 @@ def test_an_expired_token_fails_fast_with_the_recovery_step(meta, monkeypatch):
     requests.post(f"{meta.sandbox.base_url}/_admin/meta/tokens", json={
         "access_token": expired, "expires_at": "2026-11-01T00:00:00Z"}, timeout=10)
     monkeypatch.setenv("META_ACCESS_TOKEN", expired)
-    # the default, one window at a time: windows already in flight in parallel would each ask once
-    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=meta.resources["meta"].graph_url,
-                                                             retry_base_delay=0.01)}
+    # the default fetch: three accounts' windows in parallel, and still the dead token is sent once (the first
+    # call goes alone; the calls waiting for their turn see the refusal and are not sent)
+    assert MetaResource().concurrency > 1
     result = meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
