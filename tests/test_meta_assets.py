@@ -289,6 +289,29 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
     assert all(e.passed for name, e in evaluations(recovered).items() if name.endswith("all_scopes_loaded"))
 
 
+def test_the_windows_of_an_account_blocked_earlier_in_the_run_are_not_asked_and_their_days_say_so(meta):
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
+    meta.script(forbidden_accounts=[DENVER])
+    meta.sandbox.admin.reset_requests()
+    # five days in windows of two, one window of an account at a time: Denver's first window meets the 403
+    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=meta.resources["meta"].graph_url,
+                                                             retry_base_delay=0.01, window_days=2,
+                                                             concurrency_per_account=1)}
+    result = meta.run(ADS_INSIGHTS, days=("2026-11-18", "2026-11-22"), checks=False)
+    assert not result.success
+    assert meta.sandbox.admin.requests()["by_path"][f"GET /meta/v24.0/{DENVER}/insights"] == 1  # not asked again
+    rows = dict(meta.rows("SELECT window_start::text, status || ': ' || error FROM ops.etl_sync_log"
+                          " WHERE entity = 'ads_insights' AND scope = %s", DENVER))
+    assert sorted(rows) == [f"2026-11-{d}" for d in range(18, 23)]  # every day of the range has its row
+    assert all("permission denied" in rows[f"2026-11-{d}"] for d in (18, 19)), rows
+    for day in (20, 21, 22):  # the later windows: failed, saying they were not attempted and why
+        assert rows[f"2026-11-{day}"].startswith(f"failed: NotAttempted: not attempted: {DENVER} failed earlier in"
+                                                 " this run"), rows
+        assert "permission denied" in rows[f"2026-11-{day}"]
+    errors = meta.recorded(result, ADS_INSIGHTS)[-1].metadata["errors"].value  # the healthy accounts committed
+    assert sorted(k for k in errors if k.startswith(DENVER)) == [f"{DENVER} 2026-11-{d}" for d in range(18, 23)]
+
+
 def test_a_failed_older_day_is_not_masked_by_a_later_success(meta):
     meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
     meta.script(forbidden_accounts=[DENVER])
