@@ -1,7 +1,9 @@
 """The Meta assets: ad accounts, the campaign > ad set > ad hierarchy, and daily insights.
 
-Every asset loads one sync per scope (an ad account, or an account-day for insights) through the shared
-per-scope runner (`warehouse/scopes.py`), so each scope's rows and its sync-log row commit together. A
+Every asset loads one sync per scope (an ad account; for insights an account's window of consecutive days,
+fetched as one time_range and committed in one transaction, each day with its own sync-log row) through the
+shared per-scope runner (`warehouse/scopes.py`), so each scope's rows and its sync-log rows commit together.
+Insights windows of different accounts run in parallel (MetaResource.concurrency, concurrency_per_account). A
 failing scope is listed and the others carry on; their materialization is recorded, and the step then
 fails naming the failed scopes and the action (the "all scopes loaded" check fails until they recover).
 A dead token stops everything at once (every scope would fail the same way).
