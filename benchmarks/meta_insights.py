@@ -348,7 +348,7 @@ def main() -> None:
     parser.add_argument("--shape", action="append", choices=sorted(SHAPES), help="shape(s) to run (default: all)")
     parser.add_argument("--days", type=int, help="days per shape (default: the shape's)")
     parser.add_argument("--latency", type=float, help="seconds per Graph call for the latency shape (default 0.2)")
-    parser.add_argument("--scale", type=float, help="sandbox scale (rows per account-day) instead of the shape's")
+    parser.add_argument("--scale", type=float, help="sandbox scale instead of the shape's (higher: more ads delivering per account-day)")
     parser.add_argument("--dlt-python", default=DLT_PYTHON, help="python of a venv with dlt[postgres]")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
