@@ -28,6 +28,7 @@ _local = threading.local()
 _offsets: dict[str, timedelta] = {}  # clock URL -> its last known lead over the host's clock
 _waited = 0.0  # seconds sleep() moved a frozen followed clock forward (monotonic() counts them)
 _waited_lock = threading.Lock()
+_sleep_lock = threading.Lock()  # one frozen-clock advance at a time (see sleep)
 log = logging.getLogger(__name__)
 
 
@@ -48,17 +49,24 @@ def now() -> datetime:
 
 def sleep(seconds: float) -> None:
     """Wait `seconds` of the pipeline's time (see the module docstring)."""
+    global _waited
     import requests
 
     url = os.environ.get(CLOCK_URL_ENV)
     if url and seconds > 0:
+        with _waited_lock:
+            until = _waited + seconds
         try:
-            if _followed(url).get("running") is False:
-                _followed(url, {"advance_seconds": seconds})
-                global _waited
-                with _waited_lock:
-                    _waited += seconds
-                return
+            # threads waiting at once overlap, as they do on a running clock: the frozen clock moves to the
+            # latest end among them, not by the sum of their waits (parallel calls held by one throttle)
+            with _sleep_lock:
+                if _followed(url).get("running") is False:
+                    remaining = until - _waited
+                    if remaining > 0:
+                        _followed(url, {"advance_seconds": remaining})
+                        with _waited_lock:
+                            _waited += remaining
+                    return
         except (requests.RequestException, ValueError):
             pass  # the clock is gone: wait on the host's, as a retry must wait somehow
     time.sleep(seconds)

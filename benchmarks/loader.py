@@ -8,7 +8,8 @@ Uses ADPIPELINE_WAREHOUSE_URL or the embedded warehouse (started if needed). Pri
   loader, fresh   load() with replace_scope into an empty scope (a day loaded for the first time): direct COPY
   loader, new     adpipeline's load(): COPY into a temp table, key check, upsert (all rows new)
   loader, same    the same batch again (every row compared, none rewritten)
-  loader, replace the same batch with replace_scope (delete-vanished + upsert)
+  loader, replace the same batch with replace_scope (delete-vanished + upsert; MERGE on PostgreSQL 17+)
+  loader, restated the batch again with replace_scope, every 10th row's spend changed (a restated window)
 """
 
 from __future__ import annotations
@@ -27,17 +28,23 @@ SCHEMA = "bench_loader"
 START = date(2026, 1, 1)
 
 
-def rows(n: int):
+def rows(n: int, restated: bool = False):
     for i in range(n):
         yield {"account_id": f"act_{i % 7}", "ad_id": str(100_000 + i // 365), "date": START + timedelta(days=i % 365),
-               "spend": Decimal(i % 10_000) / 100, "clicks": i % 97}
+               "spend": Decimal(i % 10_000) / 100 + (1 if restated and i % 10 == 0 else 0), "clicks": i % 97}
+
+
+KEYED: list[float] = []  # the keyed raw COPY's time: every loader line says how many times it took
 
 
 def timed(label: str, n: int, fn) -> None:
     started = time.perf_counter()
     fn()
     elapsed = time.perf_counter() - started
-    print(f"{label:18} {n:>10,} rows  {elapsed:7.2f} s  {n / elapsed:>10,.0f} rows/s")
+    ratio = f"  {elapsed / KEYED[0]:5.2f}x keyed raw COPY" if KEYED else ""
+    print(f"{label:18} {n:>10,} rows  {elapsed:7.2f} s  {n / elapsed:>10,.0f} rows/s{ratio}")
+    if label == "raw COPY, keyed":
+        KEYED.append(elapsed)
 
 
 def main() -> None:
@@ -84,7 +91,12 @@ def main() -> None:
         timed("loader, fresh", n, loader_fresh)
         timed("loader, new", n, loader)
         timed("loader, same", n, loader)
+        def loader_restated():
+            load(conn, table, rows(n, restated=True), replace_scope={"date": (START, START + timedelta(days=364))})
+            conn.commit()
+
         timed("loader, replace", n, loader_replace)
+        timed("loader, restated", n, loader_restated)
         conn.execute(f"DROP SCHEMA {SCHEMA} CASCADE")
         conn.commit()
 

@@ -41,8 +41,7 @@ class Meta:
         self.defs = build_defs()  # its checks' clock is the pipeline's, which follows the sandbox's
         self.resources = {
             "warehouse": WarehouseResource(url=warehouse_url),
-            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01,
-                                 window_days=7, concurrency=4, concurrency_per_account=2),  # the windowed, parallel fetch
+            "meta": MetaResource(graph_url=f"{sandbox.base_url}/meta/v24.0", retry_base_delay=0.01),
         }
 
     def run(self, *keys: dg.AssetKey, days: tuple[str, str] | dg.PartitionKeyRange | None = None,
@@ -290,6 +289,29 @@ def test_one_forbidden_and_one_throttled_account_do_not_stop_the_third(meta):
     assert all(e.passed for name, e in evaluations(recovered).items() if name.endswith("all_scopes_loaded"))
 
 
+def test_the_windows_of_an_account_blocked_earlier_in_the_run_are_not_asked_and_their_days_say_so(meta):
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
+    meta.script(forbidden_accounts=[DENVER])
+    meta.sandbox.admin.reset_requests()
+    # five days in windows of two, one window of an account at a time: Denver's first window meets the 403
+    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=meta.resources["meta"].graph_url,
+                                                             retry_base_delay=0.01, window_days=2,
+                                                             concurrency_per_account=1)}
+    result = meta.run(ADS_INSIGHTS, days=("2026-11-18", "2026-11-22"), checks=False)
+    assert not result.success
+    assert meta.sandbox.admin.requests()["by_path"][f"GET /meta/v24.0/{DENVER}/insights"] == 1  # not asked again
+    rows = dict(meta.rows("SELECT window_start::text, status || ': ' || error FROM ops.etl_sync_log"
+                          " WHERE entity = 'ads_insights' AND scope = %s", DENVER))
+    assert sorted(rows) == [f"2026-11-{d}" for d in range(18, 23)]  # every day of the range has its row
+    assert all("permission denied" in rows[f"2026-11-{d}"] for d in (18, 19)), rows
+    for day in (20, 21, 22):  # the later windows: failed, saying they were not attempted and why
+        assert rows[f"2026-11-{day}"].startswith(f"failed: NotAttempted: not attempted: {DENVER} failed earlier in"
+                                                 " this run"), rows
+        assert "permission denied" in rows[f"2026-11-{day}"]
+    errors = meta.recorded(result, ADS_INSIGHTS)[-1].metadata["errors"].value  # the healthy accounts committed
+    assert sorted(k for k in errors if k.startswith(DENVER)) == [f"{DENVER} 2026-11-{d}" for d in range(18, 23)]
+
+
 def test_a_failed_older_day_is_not_masked_by_a_later_success(meta):
     meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
     meta.script(forbidden_accounts=[DENVER])
@@ -359,9 +381,9 @@ def test_an_expired_token_fails_fast_with_the_recovery_step(meta, monkeypatch):
     requests.post(f"{meta.sandbox.base_url}/_admin/meta/tokens", json={
         "access_token": expired, "expires_at": "2026-11-01T00:00:00Z"}, timeout=10)
     monkeypatch.setenv("META_ACCESS_TOKEN", expired)
-    # the default, one window at a time: windows already in flight in parallel would each ask once
-    meta.resources = {**meta.resources, "meta": MetaResource(graph_url=meta.resources["meta"].graph_url,
-                                                             retry_base_delay=0.01)}
+    # the default fetch: three accounts' windows in parallel, and still the dead token is sent once (the first
+    # call goes alone; the calls waiting for their turn see the refusal and are not sent)
+    assert MetaResource().concurrency > 1
     result = meta.run(ADS_INSIGHTS, days=("2026-11-20", "2026-11-22"), checks=False)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")

@@ -170,6 +170,7 @@ class ApiClient:
                 wait = self._resume_at - self.clock()
                 if wait > 0:
                     self.sleep(wait)
+                self.admit()
                 yield
             finally:
                 if single:
@@ -178,6 +179,10 @@ class ApiClient:
     def prepare(self, spec: RequestSpec) -> RequestSpec:
         """Called before every attempt (so auth can be refreshed between retries)."""
         return spec
+
+    def admit(self) -> None:
+        """Called when a request has its turn, just before it is sent: raise to send nothing (what another
+        thread's answer meanwhile made pointless, e.g. a refused token)."""
 
     def token_rejected(self, spec: RequestSpec) -> bool:
         """A 401 on `spec`: drop the token `prepare` used and return True to retry once at once with a new one
@@ -329,13 +334,13 @@ class ApiClient:
             current = self.prepare(spec)
             url = self.url_for(current.url)
             _register_secrets(current)
-            with self._lock:
-                self.calls += 1
-                self.calls_by_scope[scope] += 1
             response: requests.Response | None = None
             payload: Any = None
             t0 = time.perf_counter()
             with self._turn():
+                with self._lock:  # counted once sent (admitted)
+                    self.calls += 1
+                    self.calls_by_scope[scope] += 1
                 try:
                     response = self.session.request(
                         current.method,

@@ -32,8 +32,16 @@ def describe(error: BaseException) -> str:
     return redact(str(error) if isinstance(error, ApiError) else f"{type(error).__name__}: {error}")
 
 
+class NotAttempted(Exception):
+    """A scope the run did not try, because what failed an earlier scope would fail it too."""
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.retryable = retryable
+
+
 def _retryable(error: BaseException) -> bool:
-    return isinstance(error, SyncInProgress) or isinstance(error, ApiError) and error.retryable
+    return isinstance(error, SyncInProgress) or isinstance(error, (ApiError, NotAttempted)) and error.retryable
 
 
 class ScopeRunner:
@@ -89,8 +97,14 @@ class ScopeRunner:
         self.retryable &= retryable
         self.context.log.error(f"{self.source} {self.entity} {label}: {message}")
 
-    def skip(self, label: str, reason: str) -> None:
-        self.failed[label] = f"not attempted: {reason}"
+    def skip(self, reason: BaseException, *, scope: str, days: Mapping[date, str]) -> None:
+        """Days of `scope` not attempted because of `reason` (an earlier scope's error that would repeat): each
+        gets its `failed` sync-log row saying so, and its label fails like any failed scope's."""
+        def body(sync: Sync) -> None:
+            raise NotAttempted(f"not attempted: {scope} failed earlier in this run ({describe(reason)[:300]})",
+                               retryable=_retryable(reason))
+
+        self.run(scope, body, scope=scope, days=days)
 
     def metadata(self, result: LoadResult | None = None) -> dict[str, Any]:
         problems = {**self.failed, **self.partial}

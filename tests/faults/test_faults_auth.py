@@ -1,6 +1,8 @@
-"""Tokens dying mid-sync (issue 22, scenario 4): Meta answers 190 (session invalidated) from page 3 of a day on.
-The run stops asking at once, the token is marked refused, the user gets one critical message with the manual
-recovery step; the operator follows it (`adpipeline tokens exchange meta -`) and the rerun converges."""
+"""Tokens dying mid-sync (issue 22, scenario 4): Meta answers 190 (session invalidated) from the fourth insights
+call on, while the accounts' windows are fetched in parallel (the default). The calls already in flight are
+refused too, none is retried and none is sent after the first refusal; the token is marked refused, the user gets
+one critical message with the manual recovery step; the operator follows it (`adpipeline tokens exchange meta -`)
+and the rerun converges."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from fault_harness import (
 )
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 
+from adpipeline.sources.meta.resources import MetaResource
 from adpipeline.warehouse.tokens import TokenStore
 
 INVALIDATED = {"error": {"message": "Error validating access token: The session has been invalidated because the user"
@@ -32,22 +35,26 @@ def test_meta_token_revoked_after_page_3_stops_the_run_with_the_recovery_step_an
     assert pipeline.scheduled("meta_hierarchy_hourly").success
     sandbox.admin.reset_requests()
     # three insights pages pass, then the user's session is invalidated (password changed): every call is a 190
-    sandbox.admin.add_faults([{"path_regex": "/meta/.*", "count": 3},
-                              {"path_regex": "/meta/.*", "status": 400, "body": INVALIDATED, "count": None}])
+    _, dead = sandbox.admin.add_faults([{"path_regex": "/meta/.*", "count": 3},
+                                        {"path_regex": "/meta/.*", "status": 400, "body": INVALIDATED, "count": None}])
     first = pipeline.scheduled("meta_insights_hourly", run_config=SMALL_PAGES)
     issue_meta_token(sandbox, CANARY, status="invalidated")  # what the fault stood for, from now on for real
 
     assert not first.success
-    assert meta_insights_route(sandbox) == 4  # three pages and the one refused: no retry, no other scope asked
+    # three calls passed; then only the calls already in flight beside the first refusal reached Meta, each once
+    # (none retried), and nothing was sent after it: at most one refused call per worker
+    refused = [(e["path"], e["query"]) for e in sandbox.admin.requests()["recent"] if e["fault"] == dead]
+    assert 1 <= len(refused) <= MetaResource().concurrency and len(set(refused)) == len(refused), refused
+    assert meta_insights_route(sandbox) == 3 + len(refused)
     (message,) = failure_messages(first)
     assert "Meta access token unusable (the password changed): manual re-authentication required" in message
     assert "adpipeline tokens exchange meta -" in message
     (severity, alert), = pipeline.open_alerts().values()
     assert severity == "critical" and "adpipeline tokens exchange meta -" in alert
     assert pipeline.rows("SELECT status FROM ops.platform_tokens WHERE platform = 'meta'") == [("invalid",)]
-    # the scope that met the 190 failed; a window the worker pool had already started fails too, but the client
-    # refuses its call without sending it (the route count above): nothing succeeded, nothing is left running
-    assert set(sync_story(warehouse_url, "meta", "ads_insights", first.run_id)) == {"failed"}
+    # the three accounts' windows (two days each) all started at once: every day of each is failed (the windows
+    # that met the 190, and those whose next call the client refused unsent); nothing succeeded or is left running
+    assert sync_story(warehouse_url, "meta", "ads_insights", first.run_id) == {"failed": 6}
     assert pipeline.rows("SELECT count(*) FROM raw_meta.ads_insights") == [(0,)]  # no scope half-written
 
     # the operator follows the recovery step: a new short-lived token, exchanged and stored by the CLI

@@ -1,7 +1,9 @@
 """The Meta assets: ad accounts, the campaign > ad set > ad hierarchy, and daily insights.
 
-Every asset loads one sync per scope (an ad account, or an account-day for insights) through the shared
-per-scope runner (`warehouse/scopes.py`), so each scope's rows and its sync-log row commit together. A
+Every asset loads one sync per scope (an ad account; for insights an account's window of consecutive days,
+fetched as one time_range and committed in one transaction, each day with its own sync-log row) through the
+shared per-scope runner (`warehouse/scopes.py`), so each scope's rows and its sync-log rows commit together.
+Insights windows of different accounts run in parallel (MetaResource.concurrency, concurrency_per_account). A
 failing scope is listed and the others carry on; their materialization is recorded, and the step then
 fails naming the failed scopes and the action (the "all scopes loaded" check fails until they recover).
 A dead token stops everything at once (every scope would fail the same way).
@@ -230,10 +232,9 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
 
             def run(account: MetaAccount, window: list[date]) -> WindowOutcome | None:
                 with per_account[account.id]:
-                    if account.id in blocked:
-                        for day in window:
-                            scopes.skip(f"{account.id} {day}", f"{account.id} failed earlier in this run "
-                                        f"({blocked[account.id].kind.value})")
+                    if account.id in blocked:  # recorded: each day gets its failed sync-log row saying why
+                        scopes.skip(blocked[account.id], scope=account.id,
+                                    days={day: sync_type(day, account, now) for day in window})
                         return None
                     outcome = load_window(scopes, client, account, window, purchase_types[account.id], now)
                     error = outcome.error
@@ -311,6 +312,11 @@ class WindowOutcome:
     account: LoadResult = field(default_factory=LoadResult)
 
 
+def sync_type(day: date, account: MetaAccount, now: datetime) -> str:
+    """Today and yesterday in the account's time zone are still accruing; older days are restated."""
+    return "incremental" if day >= account_today(account, now) - timedelta(days=1) else "restatement"
+
+
 def load_window(scopes: ScopeRunner, client: MetaClient, account: MetaAccount, days: list[date],
                 purchase_types: tuple[str, ...], now: datetime) -> WindowOutcome:
     """One account's consecutive days: fetched as one time_range (account totals once, ad rows paged, or an
@@ -320,8 +326,7 @@ def load_window(scopes: ScopeRunner, client: MetaClient, account: MetaAccount, d
     first, last = days[0], days[-1]
     api_scope = f"{account.id} {first}..{last}"
     where = {"account_id": account.id, "date": (first, last)}
-    today = account_today(account, now)
-    sync_types = {day: "incremental" if day >= today - timedelta(days=1) else "restatement" for day in days}
+    sync_types = {day: sync_type(day, account, now) for day in days}
     loaded = WindowOutcome()
 
     def pages() -> Iterator[list[dict[str, Any]]]:

@@ -179,6 +179,7 @@ class MetaClient(ApiClient):
         # a refused token is refused for every later call too: none is sent (parallel windows, no storm);
         # and the first call goes alone, so a dead token is asked once, not once per thread
         self.refused: ApiError | None = None
+        self._said_refused = False
         self.one_at_a_time = True
 
     # ---- hooks -------------------------------------------------------------------------------------
@@ -195,11 +196,16 @@ class MetaClient(ApiClient):
             return spec.replace(url=_with_query(spec.url, access_token=self._token))
         return spec.replace(params={**(spec.params or {}), "access_token": self._token})
 
+    def admit(self) -> None:
+        if self.refused is not None:  # refused while this call waited for its turn: it is not sent
+            raise copy.copy(self.refused)
+
     def auth_refused(self, spec: RequestSpec, error: ApiError) -> None:
-        if self.refused is not None:
-            return  # already said
-        self.refused = error
-        if self.on_auth_rejected is not None:
+        with self._lock:
+            said, self._said_refused = self._said_refused, True
+        if self.refused is None:
+            self.refused = error
+        if not said and self.on_auth_rejected is not None:  # the store is told once
             self.on_auth_rejected(error)
 
     def classify(self, response: requests.Response) -> ApiError | None:
@@ -233,7 +239,10 @@ class MetaClient(ApiClient):
             return super().classify(response)  # not a Graph envelope (a proxy page...): by HTTP status
         else:
             kind = ErrorKind.BAD_REQUEST
-        return ApiError(kind, message, status=status, code=code, subcode=subcode, retry_after=retry_after)
+        verdict = ApiError(kind, message, status=status, code=code, subcode=subcode, retry_after=retry_after)
+        if kind is ErrorKind.AUTH and self.refused is None:
+            self.refused = verdict  # still inside this call's turn: no call waiting for one is sent after it
+        return verdict
 
     def call(self, spec: RequestSpec, *, scope: str | None = None) -> Any:
         """Send one request (retried, classified, throttled) and return its decoded JSON."""

@@ -31,9 +31,9 @@ class MetaResource(dg.ConfigurableResource):
     slow_down_at: float = 75.0  # usage percent above which calls are spaced out
     max_wait_seconds: float = 600.0  # per call; an account throttled for longer fails for this run
     retry_attempts: int = 5
-    window_days: int = 1  # insights days fetched as one time_range and committed together, per account (1 until the fault suite covers windows)
-    concurrency: int = 1  # insights windows (so Graph calls) in flight at once for this API (1 until the fault suite covers more)
-    concurrency_per_account: int = 1  # of which for one ad account
+    window_days: int = 7  # insights days fetched as one time_range and committed together, per account
+    concurrency: int = 4  # insights windows (so Graph calls) in flight at once for this API
+    concurrency_per_account: int = 2  # of which for one ad account
     retry_base_delay: float = 1.0
 
     def base_url(self) -> str:
