@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import requests
 from fault_harness import assert_ga4_truth, assert_no_duplicate_keys, failure_messages, sync_story
@@ -26,6 +26,7 @@ from adpipeline.sources.ga4.reports import REPORT_METADATA, configured_reports
 from adpipeline.warehouse.tokens import TokenStore
 
 REPORT_ROUTE = "POST /ga4/v1beta/properties/{property_id}:runReport"
+REPORT_TEMPLATE = REPORT_ROUTE.split(" ", 1)[1]
 TOKEN_ROUTE = "POST /ga4/token"
 REPORTS = configured_reports(get_config())
 TABLES = [r.table for r in REPORTS]
@@ -35,6 +36,8 @@ UNAUTHENTICATED = {"error": {"code": 401, "status": "UNAUTHENTICATED", "message"
                              " credential."}}
 # the sandbox's Lodges property folds rows into (other) (a data condition, warned about; not a fault of this file)
 OTHER_ROWS = "check:ga4/landing_page_events:other_row_data_loss"
+HOURLY = 15  # the properties' hourly tokens in the throttle scenario (the resource is told the same limit)
+QUOTA = {"resources": {"ga4": {"config": {"credentials": {"env": "GA4_CREDENTIALS"}, "tokens_per_hour": HOURLY}}}}
 DELETED_KEY = {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
 
 
@@ -122,24 +125,29 @@ def test_hourly_tokens_exhausted_mid_tick_are_waited_out_once_per_hour_and_every
     every_property_readable(sandbox)
     properties = [p.id for p in get_config().ga4.properties]
     for pid in properties:  # a few reports an hour per property; the hour already half spent
-        ga4_admin(sandbox, f"/quota/{pid}", tokens_per_hour=40, consumed_per_hour=20)
+        ga4_admin(sandbox, f"/quota/{pid}", tokens_per_hour=HOURLY, consumed_per_hour=HOURLY - 6)
     started = sandbox.admin.now()
     sandbox.admin.reset_requests()
-    results = pipeline.scheduled_each("ga4_reports", run_config=SMALL_PAGES)
-    served = [e for e in sandbox.admin.requests()["recent"] if e["route"] == REPORT_ROUTE]
+    results = pipeline.scheduled_each("ga4_reports", run_config=QUOTA)
+    served = [e for e in sandbox.admin.requests()["recent"] if e["route"] == REPORT_TEMPLATE]
 
     assert all(r.success for r in results.values()), [k for k, r in results.items() if not r.success]
     for report in REPORTS:
         assert all(sync_story(warehouse_url, "ga4", report.name, r.run_id) == {"success": 1}
                    for r in results.values())
     refused = Counter((e["path"], e["at"][:13]) for e in served if e["status"] == 429)
-    hours = {(e["path"], e["at"][:13]) for e in served}
     assert refused and set(refused.values()) == {1}, refused  # never a second refusal inside one block
-    assert len(hours) > len(properties)  # the tick spanned several hours of quota per property
-    waited = sandbox.admin.now() - started
-    assert waited.total_seconds() >= 3600 * (len(hours) // len(properties) - 1)  # the hours waited out, not skipped
-    for entry in served:  # after each refusal the next request came only in a later hour
-        assert datetime.fromisoformat(entry["at"]) >= started
+    assert len(refused) >= 2 and all(e["status"] in (200, 429) for e in served)
+    for n, entry in enumerate(served):  # each refusal's wait honoured: that property asked again only next hour
+        if entry["status"] == 429:
+            later = next(e for e in served[n + 1:] if e["path"] == entry["path"])
+            top = datetime.fromisoformat(entry["at"]).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+            assert datetime.fromisoformat(later["at"]) >= top, (entry, later)
+    # a refusal is the exception: mostly the quota the responses report is spent up to the hour, then waited out
+    assert sandbox.admin.now() - started >= timedelta(hours=len(refused))
+    assert len(served) - sum(refused.values()) >= 2 * len(results)  # every report of every run got its pages
+    print(f"\nga4 hourly quota storm: {len(results)} runs, {len(served)} report requests, {len(refused)} refused"
+          f" (one per property-hour block), {sandbox.admin.now() - started} of sandbox time waited")
 
     # the numbers of the last days moved on with the hours waited: the truth is compared after the next tick
     for pid in properties:
