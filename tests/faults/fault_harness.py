@@ -92,17 +92,22 @@ class FaultPipeline:
 
     def notify(self, result: dg.ExecuteInProcessResult) -> None:
         """The run-status sensors and check_alerts evaluate the finished run, as the daemon would next tick."""
-        run = self.instance.get_run_by_id(result.run_id)
-        ended = dg.DagsterEventType.RUN_FAILURE if not result.success else dg.DagsterEventType.RUN_SUCCESS
-        event = self.instance.all_logs(run.run_id, of_type=ended)[0].dagster_event
-        sensor = self.failure_sensor if not result.success else self.recovery_sensor
-        context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_run=run,
-                                                     dagster_instance=self.instance, resources=self.resources)
-        sensor(context.for_run_failure() if not result.success else context)
-        with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
-            self.check_sensor(context)
+        self.notify_run(result.run_id)
         self.messages += [e.step_failure_data.error.message for e in result.get_step_failure_events()]
         self.messages += [e.description or "" for e in result.get_asset_check_evaluations() if not e.passed]
+
+    def notify_run(self, run_id: str) -> None:
+        """The sensors see how a run ended (in process or not: one failed by run monitoring, say)."""
+        run = self.instance.get_run_by_id(run_id)
+        failed = run.status == dg.DagsterRunStatus.FAILURE
+        ended = dg.DagsterEventType.RUN_FAILURE if failed else dg.DagsterEventType.RUN_SUCCESS
+        event = self.instance.all_logs(run.run_id, of_type=ended)[0].dagster_event
+        sensor = self.failure_sensor if failed else self.recovery_sensor
+        context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_run=run,
+                                                     dagster_instance=self.instance, resources=self.resources)
+        sensor(context.for_run_failure() if failed else context)
+        with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
+            self.check_sensor(context)
 
     # -- verdicts --------------------------------------------------------------------------------------------
 
