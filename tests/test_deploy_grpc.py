@@ -5,7 +5,8 @@ limits included), launched through the code server and materializes an asset —
 warehouse that is not the embedded one (so the token key comes from the environment, as in production).
 
 Only the run launcher differs from deploy/compose/dagster.yaml: Docker cannot run here, so runs start as
-subprocesses of the code server (Dagster's default launcher) instead of containers of its image.
+subprocesses of the code server (the project's LocalRunLauncher: Dagster's default launcher plus worker health
+checks) instead of containers of its image.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from adpipeline.conventions import API_TAG, RUNS_AT_ONCE
+from adpipeline.monitoring.launcher import HOST_TAG
 from adpipeline.sandbox.meta import demo_environment
 from adpipeline.sources.meta.auth import ACCESS_TOKEN
 from adpipeline.warehouse import db
@@ -91,6 +93,8 @@ def test_code_server_daemon_and_cli_materialize_an_asset_on_postgres(databases, 
     # DAGSTER_HOME = the compose stack's instance config, Postgres storage through its DAGSTER_PG_* variables
     instance_config = yaml.safe_load((COMPOSE / "dagster.yaml").read_text())
     assert instance_config.pop("run_launcher")["class"] == "DockerRunLauncher"
+    # the single-host launcher of the project's instance (Default + worker health checks) stands in for Docker
+    instance_config["run_launcher"] = yaml.safe_load((ROOT / "dagster.yaml").read_text())["run_launcher"]
     home = tmp_path / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text(yaml.safe_dump(instance_config))
@@ -180,6 +184,8 @@ def test_code_server_daemon_and_cli_materialize_an_asset_on_postgres(databases, 
             assert isinstance(origin, GrpcServerCodeLocationOrigin) and origin.port == port
             assert origin.location_name == "adpipeline"
             assert run.tags.get("dagster/priority") == "10"
+            # launched by LocalRunLauncher to a local code server: tagged with this host for its health checks
+            assert run.tags.get(HOST_TAG) == socket.gethostname()
             materialization = instance.get_latest_materialization_event(ACCESS_TOKEN)
             assert materialization is not None and materialization.run_id == run_id
         # the asset wrote through the warehouse resource: the token row, encrypted with the environment's key

@@ -195,7 +195,8 @@ def failure_sentence(step_failures: Sequence[dg.DagsterEvent], fallback: str) ->
 
 
 def run_failure_dedupe(job_name: str) -> str:
-    """One incident per job: repeated failures of a job are one open alert until a run of it succeeds."""
+    """One incident per job: repeated failures of a job are one open alert until its runs succeed again (every
+    partition that failed, see `still_failing_partitions`)."""
     return f"run_failure:{job_name}"
 
 
@@ -233,14 +234,35 @@ def run_failure_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDef
     return _sensor
 
 
+RECOVERY_LOOKBACK_RUNS = 200  # the job's latest finished runs a recovery looks at (a few ticks of per-scope runs)
+
+
+def still_failing_partitions(instance: dg.DagsterInstance, job_name: str) -> list[str]:
+    """Partitions of the job whose latest finished run failed, among its latest finished runs. A job with one run
+    per region or (day, property) has one run-failure alert for all; it resolves only when none is failing.
+    Runs without a single partition (unpartitioned, or a partition range) count as one partition ("")."""
+    latest: dict[str, dg.DagsterRunStatus] = {}
+    runs = instance.get_runs(dg.RunsFilter(job_name=job_name, statuses=[dg.DagsterRunStatus.SUCCESS,
+                                                                        dg.DagsterRunStatus.FAILURE]),
+                             limit=RECOVERY_LOOKBACK_RUNS)
+    for run in runs:  # newest first
+        latest.setdefault(run.tags.get("dagster/partition", ""), run.status)
+    return [key for key, status in latest.items() if status == dg.DagsterRunStatus.FAILURE]
+
+
 def run_recovery_alert_sensor(config: AlertsConfig | None = None) -> dg.SensorDefinition:
     config = config or AlertsConfig()
 
     @dg.run_status_sensor(name="run_recovery_alerts", run_status=dg.DagsterRunStatus.SUCCESS,
                           default_status=dg.DefaultSensorStatus.RUNNING,
-                          description="Resolves a job's run-failure alert when a run of that job succeeds.")
+                          description="Resolves a job's run-failure alert when a run of that job succeeds and no "
+                                      "partition of it (region, day and property) is still failing.")
     def _sensor(context: dg.RunStatusSensorContext, warehouse: WarehouseResource) -> None:
         run = context.dagster_run
+        failing = still_failing_partitions(context.instance, run.job_name)
+        if failing:  # another region's / property's success does not mend the one that failed
+            context.log.info(f"{run.job_name}: run-failure alert kept open, latest run failed for {failing[:5]}")
+            return
         with warehouse.connection() as conn:
             resolve_alert(conn, run_failure_dedupe(run.job_name), f"run {run.run_id[:8]} of {run.job_name} succeeded",
                           config.sinks)

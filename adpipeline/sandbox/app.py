@@ -123,6 +123,7 @@ class SandboxApp(Starlette):
         # the request log is served over HTTP and printed by failing tests: keep credentials out of it
         shown_query = redact(query_string)
         entry = state.counters.record(method, _route_template(self.router.routes, scope), path, shown_query)
+        entry["at"] = state.now().isoformat()  # the sandbox's time of the request (a quota window it fell in)
 
         async def tracking_send(message: Message) -> None:
             if message["type"] == "http.response.start":

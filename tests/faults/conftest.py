@@ -17,6 +17,8 @@ from adpipeline.sandbox.breezeway import demo_environment as breezeway_environme
 from adpipeline.sandbox.ga4 import demo_environment as ga4_environment
 from adpipeline.sandbox.meta import demo_environment as meta_environment
 from adpipeline.config import get_config
+from adpipeline.sources.breezeway.tables import ENTITIES, TASK_CHILDREN
+from adpipeline.sources.ga4.reports import REPORT_METADATA, configured_reports
 from adpipeline.sources.meta import tables as meta_tables
 
 
@@ -35,8 +37,10 @@ def pipeline(sandbox, warehouse_url, dagster_env, defs, monkeypatch):  # noqa: F
         monkeypatch.setenv(name, value)
     issue_meta_token(sandbox, CANARY)
     monkeypatch.setenv("META_ACCESS_TOKEN", CANARY)
-    with psycopg.connect(warehouse_url) as conn:  # each scenario starts from an empty Meta landing zone
-        conn.execute("TRUNCATE " + ", ".join(t.qualified for t in meta_tables.ALL))
+    landing = [*meta_tables.ALL, *ENTITIES, *TASK_CHILDREN, *(r.table for r in configured_reports(get_config())),
+               REPORT_METADATA]
+    with psycopg.connect(warehouse_url) as conn:  # each scenario starts from an empty landing zone
+        conn.execute("TRUNCATE " + ", ".join(t.qualified for t in landing))
         conn.execute("DELETE FROM ops.etl_sync_log")
         conn.execute("DELETE FROM ops.platform_tokens")
         conn.execute("DELETE FROM ops.alert_deliveries")

@@ -19,10 +19,17 @@ from typing import Any
 import dagster as dg
 import psycopg
 import requests
+from test_ga4_assets import normalised
+from test_ga4_assets import stored as ga4_stored
+from test_ga4_assets import truth as ga4_truth
 from test_meta_assets import ACCOUNTS, Meta, expected_rows, table_rows
+
+from adpipeline.config import get_config
 
 from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, run_recovery_alert_sensor
 from adpipeline.sandbox.process import SandboxProcess
+from adpipeline.sources.breezeway.tables import reservation_row
+from adpipeline.sources.ga4.reports import REPORTS as GA4_REPORTS
 from adpipeline.sources.meta import tables as meta_tables
 from adpipeline.warehouse.resource import WarehouseResource
 
@@ -46,13 +53,24 @@ class FaultPipeline:
 
     # -- running -------------------------------------------------------------------------------------------
 
-    def run_request(self, schedule_name: str) -> tuple[str, dg.RunRequest]:
-        """What the schedule asks for at the sandbox's now (its real tick function)."""
+    def run_requests(self, schedule_name: str) -> tuple[str, list[dg.RunRequest]]:
+        """What the schedule asks for at the sandbox's now (its real tick function): one run per region or
+        (day, property) for Breezeway and GA4."""
         schedule = self.defs.get_schedule_def(schedule_name)
-        with dg.build_schedule_context(instance=self.instance,
-                                       scheduled_execution_time=self.sandbox.admin.now()) as context:
-            (request,) = schedule.evaluate_tick(context).run_requests
-        return schedule.job_name, request
+        with dg.build_schedule_context(instance=self.instance, scheduled_execution_time=self.sandbox.admin.now(),
+                                       repository_def=self.defs.get_repository_def()) as context:
+            return schedule.job_name, list(schedule.evaluate_tick(context).run_requests)
+
+    def run_request(self, schedule_name: str) -> tuple[str, dg.RunRequest]:
+        job_name, (request,) = self.run_requests(schedule_name)
+        return job_name, request
+
+    def scheduled_each(self, schedule_name: str, **options: Any) -> dict[str, dg.ExecuteInProcessResult]:
+        """Every run one tick of the schedule asks for, in its order (as the daemon launches them, one after
+        the other here); partition key -> result, the sensors told after each."""
+        job_name, requests_ = self.run_requests(schedule_name)
+        return {request.partition_key: self.run_job(job_name, tags=request.tags, partition_key=request.partition_key,
+                                                     **options) for request in requests_}
 
     def scheduled(self, schedule_name: str, **options: Any) -> dg.ExecuteInProcessResult:
         """One run of the schedule's job as the schedule requested it now; the sensors see how it ended."""
@@ -74,17 +92,22 @@ class FaultPipeline:
 
     def notify(self, result: dg.ExecuteInProcessResult) -> None:
         """The run-status sensors and check_alerts evaluate the finished run, as the daemon would next tick."""
-        run = self.instance.get_run_by_id(result.run_id)
-        ended = dg.DagsterEventType.RUN_FAILURE if not result.success else dg.DagsterEventType.RUN_SUCCESS
-        event = self.instance.all_logs(run.run_id, of_type=ended)[0].dagster_event
-        sensor = self.failure_sensor if not result.success else self.recovery_sensor
-        context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_run=run,
-                                                     dagster_instance=self.instance, resources=self.resources)
-        sensor(context.for_run_failure() if not result.success else context)
-        with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
-            self.check_sensor(context)
+        self.notify_run(result.run_id)
         self.messages += [e.step_failure_data.error.message for e in result.get_step_failure_events()]
         self.messages += [e.description or "" for e in result.get_asset_check_evaluations() if not e.passed]
+
+    def notify_run(self, run_id: str) -> None:
+        """The sensors see how a run ended (in process or not: one failed by run monitoring, say)."""
+        run = self.instance.get_run_by_id(run_id)
+        failed = run.status == dg.DagsterRunStatus.FAILURE
+        ended = dg.DagsterEventType.RUN_FAILURE if failed else dg.DagsterEventType.RUN_SUCCESS
+        event = self.instance.all_logs(run.run_id, of_type=ended)[0].dagster_event
+        sensor = self.failure_sensor if failed else self.recovery_sensor
+        context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_event=event, dagster_run=run,
+                                                     dagster_instance=self.instance, resources=self.resources)
+        sensor(context.for_run_failure() if failed else context)
+        with dg.build_sensor_context(instance=self.instance, resources=self.resources) as context:
+            self.check_sensor(context)
 
     # -- verdicts --------------------------------------------------------------------------------------------
 
@@ -127,6 +150,53 @@ def assert_meta_truth(pipeline: FaultPipeline, since: str, until: str) -> int:
                                              f" {[(k, stored.get(k), truth.get(k)) for k in [*missing, *extra, *wrong][:2]]}")
     assert {a for a, _, _ in stored} == set(ACCOUNTS)
     return len(stored)
+
+
+# Breezeway reservations: the columns a pull decides (typed as the loader types them); the access-code hash, payload
+# and load time are the loader's own
+RESERVATION_FIELDS = ("property_id", "status", "checkin_date", "checkin_time", "checkout_date", "checkout_time",
+                      "nights", "guest_count", "type_guest", "type_stay", "created_at", "updated_at")
+
+
+def assert_breezeway_truth(pipeline: FaultPipeline, regions: list[str] | None = None) -> int:
+    """(a) every reservation the Breezeway sandbox serves each region now, and no other, is stored with the values
+    the API shows (typed by the product's own row mapping); returns the count compared."""
+    compared = 0
+    for region in get_config().breezeway.regions:
+        if regions is not None and region.code not in regions:
+            continue
+        served = requests.get(f"{pipeline.sandbox.base_url}/_admin/breezeway/reservations",
+                              params={"company_id": region.company_id}, timeout=60).json()
+        truth = {}
+        for raw in served:
+            row = reservation_row(region, raw, lambda text: None)
+            truth[row["id"]] = tuple(row[f] for f in RESERVATION_FIELDS)
+        stored = {i: tuple(rest) for i, *rest in pipeline.rows(
+            f"SELECT id, {', '.join(RESERVATION_FIELDS)} FROM raw_breezeway.reservations"
+            " WHERE region_code = %s AND deleted_at IS NULL", region.code)}
+        missing, extra = set(truth) - set(stored), set(stored) - set(truth)
+        wrong = [i for i in set(truth) & set(stored) if truth[i] != stored[i]]
+        assert truth and not (missing or extra or wrong), (
+            f"{region.code}: {len(truth)} served, {len(missing)} missing, {len(extra)} extra, {len(wrong)} differ,"
+            f" e.g. {[(i, stored.get(i), truth.get(i)) for i in [*missing, *extra, *wrong][:2]]}")
+        compared += len(truth)
+    return compared
+
+
+def assert_ga4_truth(pipeline: FaultPipeline, partitions: list[str]) -> int:
+    """(a) every GA4 report's rows of each (day, property) partition equal the sandbox's truth now; returns the
+    count compared."""
+    compared = 0
+    with psycopg.connect(pipeline.url) as conn:
+        for key in partitions:
+            day, pid = key.split("|")
+            for report in GA4_REPORTS:
+                truth = normalised(ga4_truth(pipeline.sandbox, report, pid, day))
+                stored = normalised(ga4_stored(conn, report, pid, day))
+                assert truth == stored, (f"{report.name} {pid} {day}: {len(stored)} stored, {len(truth)} in truth,"
+                                         f" e.g. {[r for r in truth if r not in stored][:1]}")
+                compared += len(truth)
+    return compared
 
 
 def assert_no_duplicate_keys(url: str, tables: list[Any] = list(meta_tables.ALL)) -> None:

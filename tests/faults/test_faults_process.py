@@ -1,13 +1,16 @@
-"""Processes killed mid-load (issue 22). Scenario 7: the insights run's worker, in its own process on the instance,
-is killed with SIGKILL while it holds Denver's first day open; its sync-log row is left `running` with nobody
-holding its lock; the next scheduled run resolves it (`failed`, abandoned) and converges. Scenario 6: the
+"""Processes killed mid-load (issue 22). Scenario 7: the insights run's worker (Dagster's run worker, in its own
+process) is killed with SIGKILL while it holds Denver's first day open; its sync-log row is left `running` with
+nobody holding its lock; run monitoring's next poll fails the run (LocalRunLauncher's health check: the worker's
+process is gone), the run-failure alert fires, and the next scheduled run resolves the row (`failed`, abandoned)
+and converges. Scenario 6: the
 Postgres server itself is killed mid-load and restarts."""
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,44 +18,66 @@ import time
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.launcher import WorkerStatus
+from dagster._daemon.monitoring.run_monitoring import monitor_started_run
+from dagster._grpc.types import ExecuteRunArgs
+from dagster._serdes import serialize_value
 from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, failed_scopes, sync_story
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
 
+from adpipeline.monitoring.launcher import HOST_TAG, LocalRunLauncher
 from adpipeline.sources.meta.assets import ADS_INSIGHTS
 
-WORKER = """
-import json, sys
-import dagster as dg
-import pytest
-from adpipeline.definitions import defs
-with dg.DagsterInstance.get() as instance:
-    defs.resolve_job_def(sys.argv[1]).execute_in_process(instance=instance, tags=json.loads(sys.argv[2]),
-                                                         run_config=json.loads(sys.argv[3]), raise_on_error=False)
-"""
+def launch_worker(pipeline, job: str, tags: dict[str, str], run_config: dict) -> tuple[str, subprocess.Popen]:
+    """A run of `job` on the instance, executed by Dagster's own run worker (`dagster api execute_run`, what the
+    code server starts for a launched run) in a process of its own on the host's real clock, tagged with this host
+    as LocalRunLauncher tags a run whose code server is local."""
+    recon = ReconstructableRepository.for_module("adpipeline.definitions", "defs", working_directory=str(PROJECT)
+                                                 ).get_reconstructable_job(job)
+    run = pipeline.instance.create_run_for_job(job_def=recon.get_definition(), job_code_origin=recon.get_python_origin(),
+                                               run_config=run_config, tags={**tags, HOST_TAG: socket.gethostname()})
+    args = serialize_value(ExecuteRunArgs(job_origin=recon.get_python_origin(), run_id=run.run_id,
+                                          instance_ref=pipeline.instance.get_ref()))
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith("FAKETIME")}
+    worker = subprocess.Popen([sys.executable, "-m", "dagster", "api", "execute_run", args], cwd=PROJECT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return run.run_id, worker
 
 
-def test_a_run_worker_killed_mid_step_leaves_nothing_running_after_the_next_run_which_converges(
+def test_a_run_worker_killed_mid_step_is_failed_by_run_monitoring_and_the_next_run_converges(
         pipeline, dagster_env, warehouse_url, server_log):
     sandbox = pipeline.sandbox
+    instance = pipeline.instance
+    assert isinstance(instance.run_launcher, LocalRunLauncher)  # what dagster.yaml configures
     assert pipeline.scheduled("meta_hierarchy_hourly").success
     path = f"/meta/v24.0/{DENVER}/insights"
     _, slow = sandbox.admin.add_faults([{"path": path, "count": 1}, {"path": path, "delay": 60}])
     job, request = pipeline.run_request("meta_insights_hourly")
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, job, json.dumps(request.tags), json.dumps(SMALL_PAGES)],
-                              cwd=PROJECT, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_id, worker = launch_worker(pipeline, job, request.tags, SMALL_PAGES)
     try:
         while worker.poll() is None and slow in {f["id"] for f in sandbox.admin.faults()}:
             time.sleep(0.1)  # until the worker is inside Denver's first day (its sync open)
         assert worker.poll() is None, "the worker ended before the fault"
+        alive = instance.run_launcher.check_run_worker_health(instance.get_run_by_id(run_id))
+        assert alive.status == WorkerStatus.RUNNING and alive.run_worker_id == str(worker.pid), alive
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait()
-    (killed,) = pipeline.instance.get_runs(dg.RunsFilter(job_name=job), limit=1)
-    assert killed.status == dg.DagsterRunStatus.STARTED  # nobody told Dagster: the worker died mid-step
-    left = pipeline.rows("SELECT id FROM ops.etl_sync_log WHERE dagster_run_id = %s AND status = 'running'",
-                         killed.run_id)
+    assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.STARTED  # nobody told Dagster
+    left = pipeline.rows("SELECT id FROM ops.etl_sync_log WHERE dagster_run_id = %s AND status = 'running'", run_id)
     assert len(left) == 1  # Denver's first day
+
+    # the run-monitoring daemon's next poll: the launcher says the worker is gone, the daemon fails the run
+    monitor_started_run(instance, None, instance.get_run_record_by_id(run_id), logging.getLogger("run_monitoring"))
+    killed = instance.get_run_by_id(run_id)
+    assert killed.status == dg.DagsterRunStatus.FAILURE
+    (failure,) = instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+    assert f"run worker process {worker.pid} on {socket.gethostname()} exited" in failure.message
+    pipeline.notify_run(run_id)
+    severity, alert = pipeline.open_alerts()["run_failure:meta_insights_job"]
+    assert severity == "critical" and f"run worker process {worker.pid}" in alert
 
     sandbox.admin.clear_faults()
     rerun = pipeline.scheduled("meta_insights_hourly", run_config=SMALL_PAGES)
@@ -61,7 +86,21 @@ def test_a_run_worker_killed_mid_step_leaves_nothing_running_after_the_next_run_
     assert status == "failed" and error.startswith("abandoned"), error
     assert assert_meta_truth(pipeline, *DAYS) > 0
     assert_no_duplicate_keys(warehouse_url)
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()  # resolved by the good run
     leaks(pipeline, dagster_env, server_log)
+
+
+def test_the_launcher_does_not_judge_a_worker_on_another_host_or_one_not_started(pipeline):
+    """Dagster fails a run on any health answer but RUNNING/SUCCESS: what cannot be checked here stays RUNNING."""
+    instance = pipeline.instance
+    job, request = pipeline.run_request("meta_insights_hourly")
+    recon = ReconstructableRepository.for_module("adpipeline.definitions", "defs", working_directory=str(PROJECT)
+                                                 ).get_reconstructable_job(job)
+    elsewhere = instance.create_run_for_job(job_def=recon.get_definition(), tags={HOST_TAG: "another-host"})
+    here = instance.create_run_for_job(job_def=recon.get_definition(), tags={HOST_TAG: socket.gethostname()})
+    for run, reason in ((elsewhere, "not checked from here"), (here, "has not reported its pid")):
+        health = instance.run_launcher.check_run_worker_health(run)
+        assert health.status == WorkerStatus.RUNNING and reason in health.msg, health
 
 
 def test_postgres_killed_mid_load_restarts_and_the_rerun_converges_with_the_instance_intact(

@@ -31,7 +31,8 @@ Admin (under /_admin/breezeway, never counted):
     GET|POST /settings                 {"max_concurrent_per_client": n, "latency_ms": x}
     GET  /stats                        auth calls by endpoint, auth 429s, proxy 403s, peak concurrency per client
     GET  /companies                    per company: id, code, time zone, visible properties and stays
-    GET  /reservations?company_id=&checkout_date=   stays as the API shows them now (access codes included)
+    GET  /reservations?company_id=[&checkout_date=]   stays as the API shows them now (access codes included;
+                                          without checkout_date: every one it serves)
     GET|POST|DELETE /reservations/{id} read / change upstream ({"set": {...}}, bumps updated_at) / delete
     DELETE /properties/{id}            delete a property upstream
     DELETE /{tasks|people|supplies|tags}/{id}   delete one upstream;  GET /tasks/{id}  a task as shown now

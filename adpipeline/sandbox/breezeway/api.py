@@ -421,14 +421,20 @@ class BreezewayEmulation:
         return JSONResponse(render_stay(self.state.seed, stay, now, self.overrides().get(stay.id, [])))
 
     async def admin_find_reservations(self, request: Request) -> Response:
-        """GET ?company_id=&checkout_date=YYYY-MM-DD[&limit=]: stays as the API shows them now (for tests)."""
+        """GET ?company_id=&checkout_date=YYYY-MM-DD[&limit=]: stays as the API shows them now (for tests).
+        Without checkout_date: every reservation the API serves the company now (the truth a full pull reaches)."""
         try:
             company = COMPANIES[int(request.query_params["company_id"])]
-            checkout = date.fromisoformat(request.query_params["checkout_date"])
+            checkout = request.query_params.get("checkout_date")
+            checkout = date.fromisoformat(checkout) if checkout else None
             limit = int(request.query_params.get("limit", 10))
         except (KeyError, ValueError):
-            return JSONResponse({"error": "company_id and checkout_date are required"}, status_code=400)
+            return JSONResponse({"error": "company_id is required; checkout_date is YYYY-MM-DD"}, status_code=400)
         now = self.state.now()
+        if checkout is None:
+            overrides = self.overrides()
+            return JSONResponse([render_stay(self.state.seed, s, now, overrides.get(s.id, []))
+                                 for s in self._matching_stays(company, {}, now)])
         stays = [s for s in self.data(company.id).stays if s.visible(now) and s.checkout == checkout][:limit]
         return JSONResponse([render_stay(self.state.seed, s, now, self.overrides().get(s.id, [])) for s in stays])
 

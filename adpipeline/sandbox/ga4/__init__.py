@@ -12,6 +12,7 @@ hour / per day, concurrent requests). The last three days keep changing as the s
 
 Admin (under /_admin/ga4, never counted or faulted):
     GET  /credentials?type=service_account|authorized_user   credentials JSON whose token_uri is this sandbox
+         (&key=new: a new service-account key, which works after the first key was revoked)
     POST /revoke {"principal": "service_account"|"authorized_user", "revoked": true}   invalid_grant from now on
                                                                      (false: accepted again)
     GET|POST /quota/{id}  {"tokens_per_day", "tokens_per_hour", "concurrent_requests",
@@ -264,7 +265,8 @@ def admin_routes(state: SandboxState) -> list[BaseRoute]:
         kind = request.query_params.get("type", "service_account")
         token_uri = f"{request.url.scheme}://{request.url.netloc}{PREFIX}/token"
         if kind == "service_account":
-            return JSONResponse(emulation.principals.service_account_info(token_uri))
+            key = emulation.issuer.new_key() if request.query_params.get("key") == "new" else None
+            return JSONResponse(emulation.principals.service_account_info(token_uri, key))
         if kind == "authorized_user":
             return JSONResponse(emulation.principals.authorized_user_info(token_uri))
         return JSONResponse({"error": "type must be service_account or authorized_user"}, status_code=400)

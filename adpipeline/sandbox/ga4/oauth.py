@@ -3,7 +3,8 @@
 Two principals exist per sandbox process: a service account whose RSA key is generated at start (the
 public half stays here to verify the JWT assertions `google-auth` signs with it) and an OAuth "authorized
 user" whose client secret and refresh token derive from the seed. Neither is a real secret. Either can be
-revoked through the admin API; a revoked one gets `invalid_grant`, as Google answers.
+revoked through the admin API; a revoked one gets `invalid_grant`, as Google answers. Revoking the service
+account deletes the key made at start; a key added later (`new_key`, the console's "Add key") still works.
 """
 
 from __future__ import annotations
@@ -75,12 +76,14 @@ class Principals:
             refresh_token="1//sandbox-" + _derive(seed, "refresh_token", 40),
         )
 
-    def service_account_info(self, token_uri: str) -> dict[str, str]:
+    def service_account_info(self, token_uri: str, key: tuple[str, str] | None = None) -> dict[str, str]:
+        """The key file's JSON: of the key made at start, or of `key` (key id, private key PEM)."""
+        key_id, pem = key or (self.private_key_id, self.private_key_pem)
         return {
             "type": "service_account",
             "project_id": self.project_id,
-            "private_key_id": self.private_key_id,
-            "private_key": self.private_key_pem,
+            "private_key_id": key_id,
+            "private_key": pem,
             "client_email": self.client_email,
             "client_id": _derive(self.seed, "sa_client_id", 21),
             "token_uri": token_uri,
@@ -127,6 +130,19 @@ class TokenIssuer:
             for token in [t for t, (who, _) in tokens.items() if who == name]:
                 del tokens[token]
 
+    def new_key(self) -> tuple[str, str]:
+        """A new key for the service account, as an operator adds one after a key was deleted: (key id, private
+        key PEM). Only its public half stays here."""
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
+        with self._lock:
+            keys = self.store.setdefault("keys", {})
+            key_id = _derive(self.principals.seed, f"private_key_id:{len(keys) + 1}", 40)
+            keys[key_id] = key.public_key()
+        return key_id, pem
+
     def exchange(self, form_body: bytes, request_url: str, now: datetime) -> dict[str, Any]:
         form = {k: v[0] for k, v in parse_qs(form_body.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type")
@@ -156,11 +172,13 @@ class TokenIssuer:
             raise OAuthError(400, "invalid_grant", "Invalid JWT: unsupported algorithm.")
         if claims.get("iss") != p.client_email:
             raise OAuthError(400, "invalid_grant", "Invalid grant: account not found")
+        added = self.store.get("keys", {})  # keys added after start, by key id (google-auth sends it as `kid`)
+        public_key = added.get(header.get("kid"), p.public_key)
         try:
-            p.public_key.verify(signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
+            public_key.verify(signature, f"{head_b64}.{claims_b64}".encode(), padding.PKCS1v15(), hashes.SHA256())
         except InvalidSignature:
             raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.") from None
-        if "service_account" in self.revoked():
+        if "service_account" in self.revoked() and header.get("kid") not in added:
             raise OAuthError(400, "invalid_grant", "Invalid JWT Signature.")  # Google's answer for a deleted key
         audience = str(claims.get("aud", "")).split("?")[0].rstrip("/")
         if audience not in (GOOGLE_TOKEN_URI, request_url.split("?")[0].rstrip("/")):

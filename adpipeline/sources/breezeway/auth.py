@@ -80,35 +80,55 @@ class BreezewayAuth:
         self.calls: Counter[str] = Counter()  # "generate" / "refresh" calls made by this process
         self._token: Token | None = None
         self._degraded = False  # renewal failed while the token was still valid: use it until it expires
+        self._refused: ApiError | None = None  # the API refused a fresh token: no renewal helps for this run
+        self._renewed: set[str] = set()  # tokens this run obtained after a 401: a 401 to one of them is final
         self._lock = threading.Lock()  # the threads of one run share one token
 
     # ---- public --------------------------------------------------------------------------------
 
     def access_token(self) -> str:
         with self._lock:
+            self._raise_refused()
             now = self.clock()
             if self._token is None or not (self._usable(self._token, now) or self._valid_degraded(self._token, now)):
                 self._token = self._ensure(rejected=None)
             assert self._token.access_token
             return self._token.access_token
 
+    def final_401(self, token: str | None) -> bool:
+        """Whether a 401 to `token` is final: a fresh token already refused, or `token` is itself one this run
+        got after a 401 (a thread whose first try used it must not renew once more)."""
+        with self._lock:
+            return self._refused is not None or (token is not None and token in self._renewed)
+
     def rejected(self, token: str | None) -> str:
         """The API answered 401 to `token`: switch to a newer one (another run's, or refreshed here)."""
         with self._lock:
+            self._raise_refused()  # a 401 that reached us after another thread's verdict: final as well
             if self._token is not None and self._token.access_token != token and self._usable(self._token, self.clock()):
                 return self._token.access_token  # another thread of this run already replaced it
             self._token = self._ensure(rejected=token)
             assert self._token.access_token
+            self._renewed.add(self._token.access_token)
             return self._token.access_token
 
     def refused(self, token: str | None, error: ApiError) -> None:
         """The API refused `token` although it was just renewed (access revoked...): mark it invalid at once,
         so `adpipeline tokens status`, the token check and its alert agree with the failing run."""
         with self._lock:
+            if self._refused is not None:
+                return  # said and stored once
             self.store.mark_rejected(PLATFORM, self.region, token, status="invalid", api=api_origin(self.http.base_url),
                                      error=f"the API refused a freshly issued token: {error.describe()}")
             if self._token is not None and self._token.access_token == token:
                 self._token = None
+            self._refused = error  # the run's other threads stop here instead of renewing once more each
+
+    def _raise_refused(self) -> None:
+        """After the API refused a fresh token, nothing more is sent or renewed in this run: the verdict again."""
+        if self._refused is not None:
+            raise ApiError(self._refused.kind, self._refused.message, source=PLATFORM, scope=self.region,
+                           status=self._refused.status)
 
     # ---- the locked decision -------------------------------------------------------------------
 
@@ -133,7 +153,8 @@ class BreezewayAuth:
         with self.store.locked(PLATFORM, self.region, api_origin(self.http.base_url)) as (token, save):
             now = self.clock()
             token = replace(token, last_checked_at=now)
-            if self._usable(token, now, rejected):
+            # a token the API refused (marked invalid) is renewed, not reused: the runbook's rerun gets a new one
+            if token.status != "invalid" and self._usable(token, now, rejected):
                 save(token)  # reuse: this run's first look, or another run refreshed while we waited
                 return token
             if (token.status == "invalid" and (token.last_error or "").startswith(CREDENTIALS_REFUSED)

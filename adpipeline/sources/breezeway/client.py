@@ -68,6 +68,8 @@ class BreezewayClient(ApiClient):
         """A 401 on a data call: get a newer token (refresh/regenerate) and retry once (the shared client does)."""
         if spec.url.startswith("/public/auth/") or self.auth is None:
             return False  # an auth endpoint's own refusal (bad credentials...) is final
+        if self.auth.final_401(getattr(self._local, "token", None)):
+            return False  # a fresh token refused (here or in another thread): no renewal helps
         self.auth.rejected(getattr(self._local, "token", None))
         self.reauthentications += 1
         return True
