@@ -11,8 +11,10 @@ export UV_COMPILE_BYTECODE := 1
 
 .PHONY: demo dev test uv manifest
 
+# ...and so is the project's own package (installed editable, so uv leaves it alone): ~0.3 s per process
 uv:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
+	@$(PYTHON) -m compileall -q adpipeline >/dev/null
 
 # the dbt manifest alone (dbt parse; a no-op when it is fresh), e.g. for an image build
 manifest: uv
