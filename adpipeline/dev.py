@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from adpipeline.stack import PROJECT_DIR, local_stack
 
@@ -35,7 +36,7 @@ def run_dev(port: int = 3000, host: str = "127.0.0.1") -> int:
 
         previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            code = child.wait()
+            code = _wait_bounded_once_stopping(child, lambda: stopping)
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
@@ -50,6 +51,23 @@ def run_dev(port: int = 3000, host: str = "127.0.0.1") -> int:
             _signal_group(child, signal.SIGKILL)  # stragglers of the group (code servers)
         log.info("stopped")
         return 0 if stopping else code
+
+
+def _wait_bounded_once_stopping(child: subprocess.Popen, stopping) -> int:
+    """dagster dev's exit code. Once Ctrl-C was forwarded, it gets SHUTDOWN_GRACE_S to stop (it waits for its
+    daemon's in-flight ticks and its code servers), then its whole group is killed: Ctrl-C always stops."""
+    deadline = None
+    while True:
+        try:  # a short timed wait polls: subprocess waits by sleeping, which libfaketime does not stall
+            return child.wait(1)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping():
+            deadline = deadline or time.monotonic() + SHUTDOWN_GRACE_S
+            if time.monotonic() > deadline:
+                log.warning("dagster dev did not stop in %s s after Ctrl-C; killing it", SHUTDOWN_GRACE_S)
+                _signal_group(child, signal.SIGKILL)
+                return child.wait()
 
 
 def _signal_group(child: subprocess.Popen, signum: int) -> None:

@@ -43,7 +43,9 @@ def code_location_status(port: int, timeout: float = 180) -> tuple[str, str]:
 def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
     tmp_path = server_home
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ADPIPELINE_", "DAGSTER_", "VIRTUAL_ENV"))}
+    # a newcomer's shell: none of the project's settings, no API URLs or credentials from other tests
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ADPIPELINE_", "DAGSTER_", "VIRTUAL_ENV", "META_", "BREEZEWAY_", "GA4_", "DBT_"))}
     env["ADPIPELINE_HOME"] = str(tmp_path / "home")
     env["PATH"] = "/usr/bin:/bin"  # as `.venv/bin/adpipeline dev` from a shell without the venv activated
     proc = subprocess.Popen([str(Path(sys.executable).with_name("adpipeline")), "dev", "--port", str(port)], env=env,
@@ -63,7 +65,11 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
         assert any("dagster" in " ".join(p.cmdline()) for p in descendants)
         assert EmbeddedServer(tmp_path / "home").running_port() is not None
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
-        proc.wait(90)
+        try:
+            proc.wait(90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError("adpipeline dev did not stop within 90 s of Ctrl-C:\n" + proc.stdout.read()) from None
         output = proc.stdout.read()
         assert proc.returncode == 0, output
         time.sleep(1)
