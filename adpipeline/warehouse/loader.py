@@ -341,6 +341,21 @@ def _source(conn: psycopg.Connection, temp: sql.Identifier, table: Table) -> sql
         keys=keys, cols=sql.SQL(", ").join(map(sql.Identifier, table.load_columns)), t=temp)
 
 
+def _update_if_changed(table: Table, old: sql.Composable, new: sql.Composable
+                       ) -> tuple[sql.Composable, sql.Composable] | None:
+    """(SET clause, condition) updating a stored row (alias `old`) from an incoming one (`new`) only when a
+    non-key column differs, so `loaded_at` moves only with the data; None when every column is key."""
+    changing = [c for c in table.load_columns if c not in table.key]
+    if not changing:
+        return None
+
+    def side(alias: sql.Composable) -> sql.Composable:
+        return sql.SQL(", ").join(sql.SQL("{}.{}").format(alias, sql.Identifier(c)) for c in changing)
+    assignments = sql.SQL(", ").join([*(sql.SQL("{c} = {n}.{c}").format(c=sql.Identifier(c), n=new) for c in changing),
+                                      sql.SQL("{} = now()").format(sql.Identifier(LOADED_AT))])
+    return assignments, sql.SQL("({}) IS DISTINCT FROM ({})").format(side(old), side(new))
+
+
 # MERGE ... RETURNING merge_action(): PostgreSQL 17+. A join instead of ON CONFLICT's index probe per row
 # (restated scope of 300k rows, all unchanged: 0.46 s against 1.30 s, benchmarks/loader.py). Used for a replace
 # scope only: its sync lock keeps every other writer out of those keys, which MERGE (unlike ON CONFLICT) needs.
@@ -351,16 +366,12 @@ def _merge(conn: psycopg.Connection, temp: sql.Identifier, table: Table, split: 
            scope: Scope) -> list[tuple[Any, int, int]]:
     """Insert or update the temp table's rows into `scope` of the table; (split value, inserted, updated)."""
     cols = table.load_columns
-    changing = [c for c in cols if c not in table.key]
     same_key = sql.SQL(" AND ").join(sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in table.key)
     inside, params = _scope_predicate("t", scope)  # the target side of the join: only the scope is read
+    changed = _update_if_changed(table, sql.Identifier("t"), sql.Identifier("s"))
     matched = sql.SQL("")
-    if changing:
-        matched = sql.SQL(" WHEN MATCHED AND ({old}) IS DISTINCT FROM ({new}) THEN UPDATE SET {a}").format(
-            old=sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in changing),
-            new=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in changing),
-            a=sql.SQL(", ").join([*(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in changing),
-                                  sql.SQL("{} = now()").format(sql.Identifier(LOADED_AT))]))
+    if changed:
+        matched = sql.SQL(" WHEN MATCHED AND {d} THEN UPDATE SET {a}").format(d=changed[1], a=changed[0])
     part = sql.SQL("t.{}").format(split) if isinstance(split, sql.Identifier) else split
     statement = sql.SQL(
         "WITH written AS (MERGE INTO {target} AS t USING ({source}) AS s ON {same} AND {inside}{matched}"
@@ -379,18 +390,9 @@ def _upsert(conn: psycopg.Connection, temp: sql.Identifier, table: Table,
     cols = table.load_columns
     ident = sql.SQL(", ").join(map(sql.Identifier, cols))
     keys = sql.SQL(", ").join(map(sql.Identifier, table.key))
-    changing = [c for c in cols if c not in table.key]
-    if changing:
-        assignments = sql.SQL(", ").join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in [*changing, LOADED_AT]
-        )
-        differs = sql.SQL("({old}) IS DISTINCT FROM ({new})").format(
-            old=sql.SQL(", ").join(sql.Identifier(table.name, c) for c in changing),
-            new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in changing),
-        )
-        conflict = sql.SQL("DO UPDATE SET {a} WHERE {d}").format(a=assignments, d=differs)
-    else:
-        conflict = sql.SQL("DO NOTHING")
+    changed = _update_if_changed(table, sql.Identifier(table.name), sql.SQL("EXCLUDED"))
+    conflict = sql.SQL("DO UPDATE SET {a} WHERE {d}").format(a=changed[0], d=changed[1]) if changed \
+        else sql.SQL("DO NOTHING")
     source = _source(conn, temp, table)
     statement = sql.SQL(
         "WITH src AS ({source}),"
