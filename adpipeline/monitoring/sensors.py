@@ -17,7 +17,6 @@ behaviour), so they replay nothing either.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 
@@ -206,7 +205,7 @@ EXTRACTION_SOURCES = ("meta", "breezeway", "ga4")
 def source_of_step(step_key: str | None) -> str | None:
     """The API an extraction step pulls from: an asset's step key is its key joined by "__" (meta__ad_accounts),
     a multi-asset's is its name (meta_insights). dbt steps (dbt_meta_daily) and checks have no source."""
-    head = re.split(r"__|_", step_key or "", maxsplit=1)[0]
+    head = (step_key or "").split("_", 1)[0]
     return head if head in EXTRACTION_SOURCES else None
 
 
