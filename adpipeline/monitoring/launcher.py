@@ -30,6 +30,10 @@ _PID_REUSE_SLACK = 5.0  # seconds between the worker's start and its pid event, 
 class LocalRunLauncher(DefaultRunLauncher):
     """DefaultRunLauncher whose workers' health the run-monitoring daemon can check (same host only)."""
 
+    def __init__(self, inst_data: Any = None) -> None:
+        super().__init__(inst_data)
+        self._workers: dict[str, tuple[int, float]] = {}  # run id -> (pid, when it reported)
+
     def launch_run(self, context: LaunchRunContext) -> None:
         location = context.workspace.get_code_location(  # type: ignore[union-attr]
             context.dagster_run.remote_job_origin.repository_origin.code_location_origin.location_name)  # type: ignore[union-attr]
@@ -47,9 +51,13 @@ class LocalRunLauncher(DefaultRunLauncher):
         if host != socket.gethostname():
             return CheckRunHealthResult(WorkerStatus.RUNNING, f"run worker on {host or 'an unknown host'}: not "
                                         "checked from here (max runtime still applies)")
-        started = worker_started(self._instance, run.run_id)
+        # the worker reports its pid once: read the event log until then, not at every poll of a long run
+        started = self._workers.get(run.run_id) or worker_started(self._instance, run.run_id)
         if started is None:
             return CheckRunHealthResult(WorkerStatus.RUNNING, "run worker has not reported its pid yet")
+        if len(self._workers) > 1000:  # finished runs are never asked about again: forget them now and then
+            self._workers.clear()
+        self._workers[run.run_id] = started
         pid, at = started
         gone = process_gone(pid, at)
         if gone:
