@@ -25,7 +25,6 @@ from test_ga4_assets import truth as ga4_truth
 from test_meta_assets import ACCOUNTS, Meta, expected_rows, table_rows
 
 from adpipeline.config import get_config
-
 from adpipeline.monitoring.sensors import check_alert_sensor, run_failure_alert_sensor, run_recovery_alert_sensor
 from adpipeline.sandbox.process import SandboxProcess
 from adpipeline.sources.breezeway.tables import reservation_row
