@@ -40,14 +40,9 @@ def run_dev(port: int = 3000, host: str = "127.0.0.1") -> int:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
-            if child.poll() is None:
+            if child.poll() is None:  # we are leaving on an error: stop it as Ctrl-C does
                 _signal_group(child, signal.SIGINT)
-                try:
-                    child.wait(SHUTDOWN_GRACE_S)
-                except subprocess.TimeoutExpired:
-                    log.warning("dagster dev did not stop in %s s; killing it", SHUTDOWN_GRACE_S)
-                    _signal_group(child, signal.SIGKILL)
-                    child.wait()
+                _wait_bounded_once_stopping(child, lambda: True)
             _signal_group(child, signal.SIGKILL)  # stragglers of the group (code servers)
         log.info("stopped")
         return 0 if stopping else code
@@ -65,7 +60,7 @@ def _wait_bounded_once_stopping(child: subprocess.Popen, stopping) -> int:
         if stopping():
             deadline = deadline or time.monotonic() + SHUTDOWN_GRACE_S
             if time.monotonic() > deadline:
-                log.warning("dagster dev did not stop in %s s after Ctrl-C; killing it", SHUTDOWN_GRACE_S)
+                log.warning("dagster dev did not stop in %s s; killing it", SHUTDOWN_GRACE_S)
                 _signal_group(child, signal.SIGKILL)
                 return child.wait()
 
