@@ -26,5 +26,7 @@ demo: uv
 dev: uv
 	$(UV) run --frozen --exact adpipeline dev
 
+# Two test processes (pytest-xdist), a file each at a time (module fixtures stay in one process): the suite mostly
+# waits on the subprocesses it starts, so the two cores stay busy. Measured on this 2-core machine: 25 min -> 10.
 test: uv
-	$(UV) run --frozen --extra dev pytest
+	$(UV) run --frozen --extra dev pytest -n 2 --dist loadfile

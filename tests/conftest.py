@@ -26,8 +26,10 @@ from adpipeline.warehouse.embedded import EmbeddedServer
 
 
 def pytest_configure(config) -> None:
-    # the dbt manifest must exist before any test loads the definitions (a no-op when it is fresh)
-    ensure_manifest()
+    # The dbt manifest must exist before any test loads the definitions (a no-op when it is fresh). Under
+    # pytest-xdist the controller builds it before it starts the workers, which must not parse it at once.
+    if not hasattr(config, "workerinput"):
+        ensure_manifest()
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,10 @@ def test_a_429_storm_at_100_percent_usage_is_waited_out_once_per_block_and_the_d
     assert len(blocks) >= 3 and set(blocks.values()) == {1}, blocks  # every account blocked; one refusal a block
     assert all(entry["first"] for entry in usage["log"])  # never a call into a running block
     # each block waited out as advertised (3 min); blocks met at the same moment by parallel calls are waited out
-    # together (one refusal holds every call, so blocks met later start after that wait)
-    assert waited >= timedelta(minutes=3 * len({block.split("@")[1] for block in blocks}))
+    # together (one refusal holds every call, so blocks met later start after that wait). Within a second: threads
+    # waiting at once move the frozen clock by their overlap, which float sums of waits leave milliseconds short
+    # (seen under pytest-xdist: 1259.998 s for 7 blocks)
+    assert waited >= timedelta(minutes=3 * len({block.split("@")[1] for block in blocks})) - timedelta(seconds=1)
     # conversions accrue with the sandbox clock, which the waits moved on by half an hour: the truth is compared
     # after the next hourly run (limits back to normal: no waits). Today's account totals and ad rows were read
     # minutes apart; the blocking reconciliation check judges a day once a pull after its end settles it
