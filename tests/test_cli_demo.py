@@ -7,7 +7,9 @@ import os
 import re
 import subprocess
 import sys
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 from dagster import DagsterRun
@@ -115,3 +117,26 @@ def test_the_demo_plan_does_not_depend_on_the_hash_seed():
         plans.append(out.strip().splitlines()[-1])
     assert plans[0] == plans[1] == plans[2]
     assert len(json.loads(plans[0])) == 6, plans[0]
+
+
+def test_the_demo_loads_a_day_that_has_started_for_every_account_and_property_at_any_hour():
+    """At 06:00 UTC today in the reporting time zone (America/Jamaica) has begun, but not in Denver, where an ad
+    account and a GA4 property live: the pipeline never asks a day that has not started there, so a demo of
+    "today" reported them never loaded (5 ERROR checks, seen in a run at that hour). The demo's day is the latest
+    that has ended in the reporting time zone, which has started in every account's and property's."""
+    from adpipeline.demo import demo_partition_keys
+    from adpipeline.sources.meta.partitions import daily_partitions
+
+    config = get_config()
+    partitions = daily_partitions(config)
+    zones = {account.timezone for account in config.meta.accounts} | {p.timezone for p in config.ga4.properties}
+    assert "America/Denver" in zones and config.reporting_timezone == "America/Jamaica"
+    for hour in range(24):  # every hour of a day, and across the reporting time zone's midnight (05:00 UTC)
+        now = datetime(2026, 11, 24, hour, 30, tzinfo=timezone.utc)
+        (key,) = demo_partition_keys(partitions, now)
+        day = date.fromisoformat(key)
+        for zone in zones:
+            started = datetime.combine(day, time(0), ZoneInfo(zone))
+            assert started <= now, (hour, key, zone)
+        # ...and it is the newest such day in the reporting time zone: the day before the one running there
+        assert day == now.astimezone(ZoneInfo(config.reporting_timezone)).date() - timedelta(days=1), (hour, key)

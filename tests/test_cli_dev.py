@@ -50,6 +50,7 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
     env["PATH"] = "/usr/bin:/bin"  # as `.venv/bin/adpipeline dev` from a shell without the venv activated
     proc = subprocess.Popen([str(Path(sys.executable).with_name("adpipeline")), "dev", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    descendants: list[psutil.Process] = []
     try:
         deadline, info = time.monotonic() + 180, None
         while time.monotonic() < deadline and proc.poll() is None:
@@ -76,6 +77,14 @@ def test_dev_serves_the_ui_and_ctrl_c_stops_everything(server_home):
         assert [p for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
         assert EmbeddedServer(tmp_path / "home").running_port() is None  # it started the warehouse: stopped
     finally:
+        # a failed assertion must not leave a webserver and daemon behind: children that started a process group
+        # of their own (Dagster code servers, the warehouse) would outlive killing this group
         if proc.poll() is None:
+            descendants += psutil.Process(proc.pid).children(recursive=True)
             os.killpg(proc.pid, signal.SIGKILL)
+        for child in descendants:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
         EmbeddedServer(tmp_path / "home").stop()
