@@ -6,7 +6,7 @@ Loading reads one file, the sources config; no network or database work happens 
 import dagster as dg
 
 from adpipeline.config import get_config
-from adpipeline.conventions import PARALLEL_EXECUTOR
+from adpipeline.conventions import PER_RUN_EXECUTOR
 from adpipeline.monitoring.definitions import build_defs as monitoring_defs
 from adpipeline.monitoring.freshness import apply_freshness
 from adpipeline.monitoring.runbooks import with_runbooks
@@ -28,8 +28,9 @@ def _merge() -> dg.Definitions:
         transform_defs(config),
     )
     # monitoring watches the other slices; freshness policies and runbook links apply to every asset in one
-    # place. A run launched from the UI (no job of ours) gets the forkserver executor, not a re-import per step.
-    merged = dg.Definitions.merge(sources, monitoring_defs(sources, config), dg.Definitions(executor=PARALLEL_EXECUTOR))
+    # place. A run that is no job of ours (UI selection, `dagster asset materialize`) runs in one process unless
+    # its plan has independent heavy steps (conventions.PER_RUN_EXECUTOR).
+    merged = dg.Definitions.merge(sources, monitoring_defs(sources, config), dg.Definitions(executor=PER_RUN_EXECUTOR))
     return with_runbooks(apply_freshness(merged, config))
 
 

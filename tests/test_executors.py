@@ -1,5 +1,6 @@
-"""Each job runs on the executor chosen for it (adpipeline/conventions.py), and the parallel one really forks
-its step processes from a server that imported the code location once (issue 15)."""
+"""Each job runs on the executor chosen for it (adpipeline/conventions.py), the parallel one really forks
+its step processes from a server that imported the code location once (issue 15), and a run that is no job of
+ours forks only when its plan has independent heavy steps (issue 23)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableJob
 
-from adpipeline.conventions import LIGHT_EXECUTOR, PARALLEL_EXECUTOR
+from adpipeline.conventions import LIGHT_EXECUTOR, PARALLEL_EXECUTOR, PER_RUN_EXECUTOR
 
-LIGHT, PARALLEL = LIGHT_EXECUTOR.name, PARALLEL_EXECUTOR.name
+LIGHT, PER_RUN = LIGHT_EXECUTOR.name, PER_RUN_EXECUTOR.name
 # A new job must be added here: choosing its executor is a decision, not a default.
 EXPECTED = {
     "monitoring_checks_job": LIGHT,  # ~35 checks of ~0.2 s: a process each cost minutes
@@ -28,7 +29,9 @@ EXPECTED = {
     # five entities of a region, but one heavy (tasks) and 17 sub-second check steps: forked, each step cost
     # ~1.5-2 s, 42.5 s of wall for 16.5 s of steps (benchmarks/operations.py)
     "breezeway_daily_job": LIGHT,
-    "__ASSET_JOB": PARALLEL,  # what the UI launches for an ad-hoc selection
+    # what the UI and `dagster asset materialize` launch: one Meta insights step and its 9 checks cost ~16 s of
+    # forks; a selection of several independent loads still runs them in parallel
+    "__ASSET_JOB": PER_RUN,
 }
 
 
@@ -81,3 +84,54 @@ def test_parallel_steps_run_in_forked_processes_that_already_hold_the_definition
     assert len(values) == 2
     assert all(v["preloaded"] for v in values), values
     assert len({v["pid"] for v in values} | {os.getpid()}) == 3  # a process per step, not this one
+
+
+# Two heavy assets that can run at the same time, one that waits for the first, and a check: the probes the
+# Definitions' default executor chooses between.
+@dg.asset
+def independent_step() -> dg.MaterializeResult:
+    return _where_am_i()
+
+
+@dg.asset(deps=[first_step])
+def downstream_step() -> dg.MaterializeResult:
+    return _where_am_i()
+
+
+@dg.asset_check(asset=first_step)
+def first_step_check() -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=True, metadata={"pid": os.getpid()})
+
+
+def per_run_job() -> dg.JobDefinition:
+    # a job of all the assets, on the Definitions' default executor (the implicit job's name is reserved)
+    return dg.Definitions(
+        assets=[first_step, independent_step, downstream_step], asset_checks=[first_step_check],
+        jobs=[dg.define_asset_job("per_run_probe", executor_def=PER_RUN_EXECUTOR)],
+    ).resolve_job_def("per_run_probe")
+
+
+def _step_pids(selection: set[str]) -> set[int]:
+    """The pids the selected steps (assets and their checks) ran in, run as the UI runs an ad-hoc selection."""
+    with dg.instance_for_test() as instance:
+        job = ReconstructableJob.for_file(__file__, "per_run_job")
+        keys = [dg.AssetKey(name) for name in selection]
+        with dg.execute_job(job, instance=instance, asset_selection=keys) as result:
+            assert result.success
+            pids = {e.materialization.metadata["pid"].value for e in result.get_asset_materialization_events()}
+            pids |= {e.metadata["pid"].value
+                     for e in result.get_asset_check_evaluations()}
+    return pids
+
+
+def test_a_selection_of_one_heavy_asset_and_its_check_runs_in_one_process():
+    assert _step_pids({"first_step"}) == {os.getpid()}  # both steps in the run's own process: no fork each
+
+
+def test_a_chain_of_heavy_assets_runs_in_one_process():
+    assert _step_pids({"first_step", "downstream_step"}) == {os.getpid()}  # the second waits anyway
+
+
+def test_independent_heavy_assets_run_in_parallel_processes():
+    pids = _step_pids({"first_step", "independent_step"})
+    assert len(pids) == 3 and os.getpid() not in pids  # each asset in a forked process, its check in a third

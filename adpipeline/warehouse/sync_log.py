@@ -164,10 +164,13 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
                 )
             locked.append(key)
         fail_abandoned(conn, source, scope, entity)
+        # one clock reading per transaction, not per day: the days start and end together, and a followed clock
+        # (the sandbox's) is an HTTP call each time: sampling found them the insights step's largest cost
+        started = clock.now()
         ids = [conn.execute(
             "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
             " dagster_run_id, started_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s) RETURNING id",
-            (source, scope, entity, sync_type, start, end, run_id, clock.now()),
+            (source, scope, entity, sync_type, start, end, run_id, started),
         ).fetchone()[0] for (start, end), sync_type in windows.items()]
         conn.commit()
         handle = Sync(conn=conn, id=ids[0], source=source, scope=scope, entity=entity, split_by=split_by)
@@ -177,24 +180,26 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
             if refused:
                 raise RunNoLongerOwner(f"{source} {scope} {entity}: not committed, {refused}")
             calls = api_calls() if api_calls else handle.api_calls
+            finished = clock.now()
             for i, (row_id, (start, _)) in enumerate(zip(ids, windows)):
                 r = handle.result.parts.get(start, LoadResult()) if split_by else handle.result
                 conn.execute(
                     "UPDATE ops.etl_sync_log SET status = %s, finished_at = %s, records_processed = %s,"
                     " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s, error = %s"
                     " WHERE id = %s",
-                    ("partial" if handle.partial else "success", clock.now(), r.processed, r.inserted, r.updated,
+                    ("partial" if handle.partial else "success", finished, r.processed, r.inserted, r.updated,
                      r.deleted, calls if i == 0 else 0, handle.partial and _redacted(handle.partial), row_id),
                 )
             conn.commit()
         except BaseException as exc:
             conn.rollback()
             calls = api_calls() if api_calls else handle.api_calls
+            finished = clock.now()
             for i, row_id in enumerate(ids):
                 conn.execute(
                     "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, api_calls = %s, error = %s"
                     " WHERE id = %s",
-                    (clock.now(), calls if i == 0 else 0, _describe(exc), row_id),
+                    (finished, calls if i == 0 else 0, _describe(exc), row_id),
                 )
             conn.commit()
             raise
