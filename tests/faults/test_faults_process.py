@@ -126,9 +126,9 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     pipeline.meta.script(account_ads={DENVER: BIG_ADS}, page_quirks=False)  # full pages: 5000 rows each
     assert pipeline.scheduled("meta_hierarchy_hourly").success
     path = f"/meta/v24.0/{DENVER}/insights"
-    # Denver's account totals and its first 4 pages of ad rows pass; the 5th is held back for a moment so the COPY
-    # (which streams the pages as they arrive) is surely still open when the server dies
-    _, held = sandbox.admin.add_faults([{"path": path, "count": 5}, {"path": path, "delay": 3}])
+    # Denver's account totals and its first 4 pages of ad rows pass; the 5th is held until the faults are cleared,
+    # so the COPY (which streams the pages as they arrive) is still open when the server dies
+    _, held = sandbox.admin.add_faults([{"path": path, "count": 5}, {"path": path, "hold": True}])
     job, request = pipeline.run_request("meta_insights_hourly")
     outcome: dict = {}
 
@@ -141,9 +141,15 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     thread = threading.Thread(target=first_run)
     thread.start()
     copying: list[tuple] = []
-    while thread.is_alive() and not (held not in {f["id"] for f in sandbox.admin.faults()}
-                                     and (copying := pipeline.rows(COPYING)) and copying[0][1] >= 4 * 5000):
+    give_up = time.monotonic() + 300  # only so that a broken product cannot hang the suite on the held page
+    while thread.is_alive() and time.monotonic() < give_up and not (
+            held not in {f["id"] for f in sandbox.admin.faults()}
+            and (copying := pipeline.rows(COPYING)) and copying[0][1] >= 4 * 5000):
         time.sleep(0.02)  # until Denver's COPY has streamed its first 4 pages and waits for the 5th
+    if not (copying and copying[0][1] >= 4 * 5000):
+        sandbox.admin.clear_faults()
+        thread.join()
+        pytest.fail(f"Denver's COPY was not seen streaming with 4 pages in and the 5th held: {copying}, {outcome}")
     server = EmbeddedServer(warehouse_home)
     (postmaster,) = postmasters(server.pgdata)
     postmaster.send_signal(signal.SIGKILL)
@@ -151,12 +157,12 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     ((statement, tuples),) = copying  # what pg_stat_progress_copy showed just before the kill
     assert thread.is_alive() and statement.startswith('COPY "raw_meta"."ads_insights"') and tuples >= 20_000, copying
     assert server.ensure_started() == warehouse_url  # the embedded server restarts on the same DSN
+    sandbox.admin.clear_faults()  # the held page goes out; the run finds its connection gone
     thread.join()
     # the kill cut the run short: the instance's writes failed, or at least Denver's scope did
     assert "error" in outcome or f"{DENVER} {DAYS[0]}" in failed_scopes(outcome["result"], ADS_INSIGHTS)
     assert pipeline.rows("SELECT count(*) FROM raw_meta.ads_insights WHERE account_id = %s", DENVER) == [(0,)]
 
-    sandbox.admin.clear_faults()
     rerun = pipeline.scheduled("meta_insights_hourly", run_config=BIG_PAGES)
     assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
     # the killed attempt's Denver days: failed (by the run itself once the server was back, or as abandoned by
