@@ -162,6 +162,10 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     # the kill cut the run short: the instance's writes failed, or at least Denver's scope did
     assert "error" in outcome or f"{DENVER} {DAYS[0]}" in failed_scopes(outcome["result"], ADS_INSIGHTS)
     assert pipeline.rows("SELECT count(*) FROM raw_meta.ads_insights WHERE account_id = %s", DENVER) == [(0,)]
+    if "result" in outcome:  # the run could still tell Dagster how it ended: the sensors alert on it
+        pipeline.notify(outcome["result"])
+        severity, alert = pipeline.open_alerts()["run_failure:meta_insights_job"]
+        assert severity == "critical" and DENVER in alert and "the connection is lost" in alert, alert
 
     rerun = pipeline.scheduled("meta_insights_hourly", run_config=BIG_PAGES)
     assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
@@ -174,4 +178,5 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     assert assert_meta_truth(pipeline, *DAYS) > 4 * 5000
     assert_no_duplicate_keys(warehouse_url)
     assert pipeline.instance.get_run_by_id(rerun.run_id).status == dg.DagsterRunStatus.SUCCESS  # instance DB fine
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()  # resolved by the good run
     leaks(pipeline, dagster_env, server_log)
