@@ -22,7 +22,14 @@ from dagster._core.launcher import WorkerStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
-from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, failed_scopes, sync_story
+from fault_harness import (
+    PROJECT,
+    assert_meta_truth,
+    assert_no_duplicate_keys,
+    failed_scopes,
+    failure_messages,
+    sync_story,
+)
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
 
@@ -180,3 +187,6 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     assert pipeline.instance.get_run_by_id(rerun.run_id).status == dg.DagsterRunStatus.SUCCESS  # instance DB fine
     assert "run_failure:meta_insights_job" not in pipeline.open_alerts()  # resolved by the good run
     leaks(pipeline, dagster_env, server_log)
+    print(f"\nscenario 6: {tuples} rows copied when the postmaster was killed; killed run"
+          f" {'failed: ' + failure_messages(outcome['result'])[0][:160] if 'result' in outcome else outcome['error']!r};"
+          f" sync log {killed}")
