@@ -267,3 +267,17 @@ def test_scripted_extra_accounts_are_listed_and_serve_insights(sandbox: SandboxP
     assert {row["date_start"] for row in rows} == {"2026-11-20", "2026-11-21", "2026-11-22"}
     requests.delete(f"{sandbox.base_url}/_admin/meta/script", timeout=10)
     assert graph(sandbox, "act_100000000000020/insights", **insights_params("2026-11-22")).status_code == 400
+
+
+def test_scripted_account_ads_make_one_account_large_and_its_insights_follow(sandbox: SandboxProcess) -> None:
+    params = insights_params("2026-11-20")
+    small, jamaica = truth(sandbox, DENVER, "2026-11-20"), truth(sandbox, JAMAICA, "2026-11-20")
+    script(sandbox, account_ads={DENVER: 400})
+    ads, _ = follow(sandbox, f"{DENVER}/ads", fields="id", effective_status=list(_all_statuses()), limit=500)
+    assert len(ads) == 400
+    large, _ = follow(sandbox, f"{DENVER}/insights", **params, limit=500)
+    assert len(large) > 5 * len(small) and large == truth(sandbox, DENVER, "2026-11-20")
+    assert small == [row for row in large if row in small]  # the account's first ads are the ones it had
+    assert truth(sandbox, JAMAICA, "2026-11-20") == jamaica  # the other accounts are as they were
+    requests.delete(f"{sandbox.base_url}/_admin/meta/script", timeout=10)
+    assert truth(sandbox, DENVER, "2026-11-20") == small

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -138,6 +139,20 @@ def test_delay(sandbox: SandboxProcess) -> None:
     started = time.monotonic()
     get(sandbox, ITEMS, limit=1)
     assert time.monotonic() - started < 0.5
+
+
+def test_a_held_request_waits_until_the_faults_are_cleared(sandbox: SandboxProcess) -> None:
+    (held,) = sandbox.admin.add_faults([{"path": ITEMS, "hold": True}])
+    answer: dict = {}
+    waiting = threading.Thread(target=lambda: answer.setdefault("response", get(sandbox, ITEMS)))
+    waiting.start()
+    while held in {f["id"] for f in sandbox.admin.faults()}:
+        time.sleep(0.01)  # until the request reached the sandbox and took the fault
+    assert get(sandbox, ITEMS).status_code == 200  # other requests are served meanwhile
+    assert waiting.is_alive() and "response" not in answer  # the held one is not
+    sandbox.admin.clear_faults()
+    waiting.join()
+    assert answer["response"].status_code == 200 and answer["response"].json()["results"]
 
 
 def test_extra_headers_on_real_and_faulted_responses(sandbox: SandboxProcess) -> None:

@@ -23,6 +23,8 @@ first live fault matching it decides, so faults for one route are consumed in or
       content_type: text/html       # optional override
       headers: {Retry-After: "30"}  # added to the response (also to pass-through responses)
       delay: 1.5                    # seconds, before anything else
+      hold: true                    # then wait until the fault script is cleared (DELETE /_admin/faults or a
+                                    #   reset): a request kept open exactly as long as a test needs
       truncate: abort | short       # cut the body in half (abort: connection closes mid-body;
                                     #   short: Content-Length matches the cut, JSON is broken)
       drop: true                    # close the connection without any response

@@ -142,6 +142,8 @@ class SandboxApp(Starlette):
     async def _apply_fault(self, fault: Fault, scope: Scope, receive: Receive, send: Send, raw_send: Send) -> None:
         if fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault.hold:
+            await self.sandbox.faults.held()
         if fault.drop:
             await _close_connection(raw_send)
             return

@@ -6,6 +6,7 @@ Everything an emulation needs to be deterministic comes from here: data is deriv
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import json
 import random
@@ -125,7 +126,7 @@ class RequestCounters:
 TruncateMode = Literal["abort", "short"]
 _FAULT_KEYS = {
     "method", "path", "path_regex", "query", "status", "body", "content_type", "headers",
-    "delay", "truncate", "drop", "count", "probability",
+    "delay", "hold", "truncate", "drop", "count", "probability",
 }  # fmt: skip
 
 
@@ -135,7 +136,8 @@ class Fault:
 
     Matching: `method` ("*" = any) and the concrete request path by glob (`path`) or
     `re.fullmatch` (`path_regex`), optionally a subset of query parameters (`query`).
-    Effects (combinable): `delay` seconds first; then `drop` the connection, or answer
+    Effects (combinable): `delay` seconds first; `hold` the request until the script is cleared; then `drop` the
+    connection, or answer
     `status` + `body` instead of the real endpoint, or pass through to the real endpoint;
     `headers` are added to whatever is sent; `truncate` cuts the body in half ("abort": the
     declared Content-Length is the full size and the connection closes mid-body; "short":
@@ -154,6 +156,7 @@ class Fault:
     content_type: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    hold: bool = False
     truncate: TruncateMode | None = None
     drop: bool = False
     count: int | None = 1
@@ -201,6 +204,7 @@ class Fault:
             content_type=spec.get("content_type"),
             headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
             delay=float(spec.get("delay") or 0.0),
+            hold=bool(spec.get("hold", False)),
             truncate=truncate,
             drop=bool(spec.get("drop", False)),
             count=int(count) if count is not None else None,
@@ -216,6 +220,7 @@ class Fault:
             "content_type": self.content_type,
             "headers": self.headers,
             "delay": self.delay,
+            "hold": self.hold,
             "truncate": self.truncate,
             "drop": self.drop,
             "count": self.count,
@@ -254,6 +259,7 @@ class FaultScript:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._next_id = 1
+        self._released = asyncio.Event()  # set by clear(): held requests go on; a new one per script
 
     def add(self, specs: list[dict[str, Any]] | dict[str, Any]) -> list[Fault]:
         if isinstance(specs, dict):
@@ -291,9 +297,15 @@ class FaultScript:
             self._faults = [f for f in self._faults if f.id != fault_id]
             return len(self._faults) != before
 
+    async def held(self) -> None:
+        """Wait until the script is next cleared (a `hold` fault's request)."""
+        await self._released.wait()
+
     def clear(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._released.set()
+            self._released = asyncio.Event()
 
     def list(self) -> list[dict[str, Any]]:
         with self._lock:

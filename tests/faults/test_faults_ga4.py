@@ -3,7 +3,8 @@
 Scenario 4: the service account's key is deleted while a run is mid-report: its access token is refused (401),
 the fresh token it asks for is `invalid_grant`. The run fails with the re-authorize step, the credentials are
 marked invalid, the tick's other runs fail from the store without asking again, nothing loaded before is lost;
-the operator puts a new key in GA4_CREDENTIALS and the next tick converges.
+the operator puts a new key in GA4_CREDENTIALS and the next tick converges. The tick before loads only the
+partitions whose earlier pull the failed runs must not lose (a run failed mid-run, one failed from the store).
 
 Scenario 1: the property's hourly tokens run out mid-tick (429 RESOURCE_EXHAUSTED, tokensPerHour). The runs
 wait for the top of the hour (the sandbox's time: the waits move its frozen clock) with no more than one refused
@@ -12,14 +13,17 @@ request per property and hour, and every partition loads.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections import Counter
 from datetime import datetime, timedelta
 
+import psycopg
 import requests
 from fault_harness import assert_ga4_truth, assert_no_duplicate_keys, failure_messages, sync_story
 from test_faults_http import leaks
+from test_ga4_assets import stored as ga4_stored
 
 from adpipeline.config import get_config
 from adpipeline.sources.ga4.reports import REPORT_METADATA, configured_reports
@@ -62,10 +66,14 @@ def test_a_key_deleted_mid_run_fails_with_the_reauthorize_step_and_a_new_key_con
         pipeline, dagster_env, warehouse_url, server_log, monkeypatch):
     sandbox = pipeline.sandbox
     every_property_readable(sandbox)
-    baseline = pipeline.scheduled_each("ga4_reports", run_config=SMALL_PAGES)  # the tick before: all loaded
-    assert len(baseline) >= 6 and all(r.success for r in baseline.values())
     old_credentials = os.environ["GA4_CREDENTIALS"]
-    job, ticks = pipeline.run_requests("ga4_reports")  # the next tick re-pulls the same (day, property) partitions
+    job, ticks = pipeline.run_requests("ga4_reports")  # one tick: a run per (day, property) partition
+    assert len(ticks) >= 6
+    # the tick before loaded the partitions this tick will fail: the one failed mid-run (3rd) and one failed from
+    # the token store (4th) — the others' earlier pulls would prove nothing more (the first two load again below)
+    baseline = {r.partition_key: pipeline.run_job(job, tags=r.tags, partition_key=r.partition_key,
+                                                  run_config=SMALL_PAGES) for r in ticks[2:4]}
+    assert all(r.success for r in baseline.values())
     results = {}
     for n, request in enumerate(ticks):
         if n == 2:  # the third run: its access token is refused after three report pages and the key is gone
@@ -81,7 +89,7 @@ def test_a_key_deleted_mid_run_fails_with_the_reauthorize_step_and_a_new_key_con
             sandbox.admin.clear_faults()
             ga4_admin(sandbox, "/revoke", principal="service_account")
     keys = list(results)
-    assert set(keys) == set(baseline)
+    assert keys[2:4] == list(baseline)
     failed = keys[2:]
 
     assert all(results[k].success for k in keys[:2]) and not any(results[k].success for k in failed)
@@ -99,9 +107,12 @@ def test_a_key_deleted_mid_run_fails_with_the_reauthorize_step_and_a_new_key_con
     for report in REPORTS:  # every scope of the failed runs failed; none is left running
         for k in failed:
             assert set(sync_story(warehouse_url, "ga4", report.name, results[k].run_id)) <= {"failed"}
-    # the failed runs rolled back whole: every partition still holds the tick before's pull, which is the truth
-    # (the sandbox clock did not move)
-    assert assert_ga4_truth(pipeline, keys) > 0
+    # the failed runs rolled back whole: the partitions loaded before still hold that pull, which is the truth (the
+    # sandbox clock did not move), as do the two this tick loaded; the failed runs wrote nothing anywhere
+    assert assert_ga4_truth(pipeline, keys[:4]) > 0
+    with psycopg.connect(warehouse_url) as conn:
+        for report, k in itertools.product(REPORTS, keys[4:]):
+            assert not ga4_stored(conn, report, *reversed(k.split("|"))), (report.name, k)
 
     # the operator follows the step: a new key for the service account, its JSON in GA4_CREDENTIALS
     new_credentials = json.dumps(requests.get(f"{sandbox.base_url}/_admin/ga4/credentials",

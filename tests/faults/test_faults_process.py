@@ -2,8 +2,7 @@
 process) is killed with SIGKILL while it holds Denver's first window open; its sync-log rows are left `running` with
 nobody holding their locks; run monitoring's next poll fails the run (LocalRunLauncher's health check: the worker's
 process is gone), the run-failure alert fires, and the next scheduled run resolves the rows (`failed`, abandoned)
-and converges. Scenario 6: the
-Postgres server itself is killed mid-load and restarts."""
+and converges. Scenario 6: the Postgres server itself is killed in the middle of a large COPY and restarts."""
 
 from __future__ import annotations
 
@@ -23,7 +22,14 @@ from dagster._core.launcher import WorkerStatus
 from dagster._daemon.monitoring.run_monitoring import monitor_started_run
 from dagster._grpc.types import ExecuteRunArgs
 from dagster._serdes import serialize_value
-from fault_harness import PROJECT, assert_meta_truth, assert_no_duplicate_keys, failed_scopes, sync_story
+from fault_harness import (
+    PROJECT,
+    assert_meta_truth,
+    assert_no_duplicate_keys,
+    failed_scopes,
+    failure_messages,
+    sync_story,
+)
 from test_faults_http import DAYS, SMALL_PAGES, leaks
 from test_meta_assets import DENVER
 
@@ -106,48 +112,81 @@ def test_the_launcher_does_not_judge_a_worker_on_another_host_or_one_not_started
         assert health.status == WorkerStatus.RUNNING and reason in health.msg, health
 
 
-def test_postgres_killed_mid_load_restarts_and_the_rerun_converges_with_the_instance_intact(
+BIG_ADS = 20_000  # Denver's ads in this scenario: ~25k ad rows in its two-day window, one COPY
+BIG_PAGES = {"resources": {"meta": {"config": {"page_limit": 5000}}}}  # the sandbox's largest page
+COPYING = ("SELECT a.query, p.tuples_processed FROM pg_stat_progress_copy p JOIN pg_stat_activity a USING (pid)"
+           " WHERE p.relid = 'raw_meta.ads_insights'::regclass AND p.command = 'COPY FROM'")
+
+
+def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_with_the_instance_intact(
         pipeline, dagster_env, warehouse_url, warehouse_home, server_log):
-    """Scenario 6: the postmaster is killed (SIGKILL) while a run holds a scope's transaction open; the embedded
-    server restarts on the same DSN; the rerun converges and the instance database (same server) still works."""
+    """Scenario 6: the postmaster is killed (SIGKILL) while the loader's COPY of one large scope (Denver's window,
+    ~25k ad rows) is streaming, seen in pg_stat_progress_copy; the embedded server restarts on the same DSN; the
+    rerun converges, the killed attempt's sync-log rows end `failed`, and the instance database (same server)
+    still works."""
     if os.environ.get("ADPIPELINE_TEST_WAREHOUSE_URL"):
         pytest.skip("kills the embedded server")
     from adpipeline.warehouse.embedded import EmbeddedServer
     from test_embedded_warehouse import postmasters
 
     sandbox = pipeline.sandbox
+    pipeline.meta.script(account_ads={DENVER: BIG_ADS}, page_quirks=False)  # full pages: 5000 rows each
     assert pipeline.scheduled("meta_hierarchy_hourly").success
     path = f"/meta/v24.0/{DENVER}/insights"
-    _, slow = sandbox.admin.add_faults([{"path": path, "count": 1}, {"path": path, "delay": 8}])
+    # Denver's account totals and its first 4 pages of ad rows pass; the 5th is held until the faults are cleared,
+    # so the COPY (which streams the pages as they arrive) is still open when the server dies
+    _, held = sandbox.admin.add_faults([{"path": path, "count": 5}, {"path": path, "hold": True}])
     job, request = pipeline.run_request("meta_insights_hourly")
     outcome: dict = {}
-    loading = ("SELECT count(*) FROM ops.etl_sync_log WHERE scope = %s AND entity = 'ads_insights'"
-               " AND status = 'running'")
 
     def first_run() -> None:
         try:
-            outcome["result"] = pipeline.execute(job, tags=request.tags, run_config=SMALL_PAGES)
+            outcome["result"] = pipeline.execute(job, tags=request.tags, run_config=BIG_PAGES)
         except Exception as error:  # the instance's own writes may fail while the server is down
             outcome["error"] = error
 
     thread = threading.Thread(target=first_run)
     thread.start()
-    while thread.is_alive() and (slow in {f["id"] for f in sandbox.admin.faults()}
-                                 or pipeline.rows(loading, DENVER) == [(0,)]):
-        time.sleep(0.05)  # until Denver's first day is mid-load: its page delayed, its sync (transaction) open
+    copying: list[tuple] = []
+    give_up = time.monotonic() + 300  # only so that a broken product cannot hang the suite on the held page
+    while thread.is_alive() and time.monotonic() < give_up and not (
+            held not in {f["id"] for f in sandbox.admin.faults()}
+            and (copying := pipeline.rows(COPYING)) and copying[0][1] >= 4 * 5000):
+        time.sleep(0.02)  # until Denver's COPY has streamed its first 4 pages and waits for the 5th
+    if not (copying and copying[0][1] >= 4 * 5000):
+        sandbox.admin.clear_faults()
+        thread.join()
+        pytest.fail(f"Denver's COPY was not seen streaming with 4 pages in and the 5th held: {copying}, {outcome}")
     server = EmbeddedServer(warehouse_home)
     (postmaster,) = postmasters(server.pgdata)
     postmaster.send_signal(signal.SIGKILL)
     postmaster.wait(10)
+    ((statement, tuples),) = copying  # what pg_stat_progress_copy showed just before the kill
+    assert thread.is_alive() and statement.startswith('COPY "raw_meta"."ads_insights"') and tuples >= 20_000, copying
     assert server.ensure_started() == warehouse_url  # the embedded server restarts on the same DSN
+    sandbox.admin.clear_faults()  # the held page goes out; the run finds its connection gone
     thread.join()
     # the kill cut the run short: the instance's writes failed, or at least Denver's scope did
     assert "error" in outcome or f"{DENVER} {DAYS[0]}" in failed_scopes(outcome["result"], ADS_INSIGHTS)
+    assert pipeline.rows("SELECT count(*) FROM raw_meta.ads_insights WHERE account_id = %s", DENVER) == [(0,)]
+    if "result" in outcome:  # the run could still tell Dagster how it ended: the sensors alert on it
+        pipeline.notify(outcome["result"])
+        severity, alert = pipeline.open_alerts()["run_failure:meta_insights_job"]
+        assert severity == "critical" and DENVER in alert and "the connection is lost" in alert, alert
 
-    sandbox.admin.clear_faults()
-    rerun = pipeline.scheduled("meta_insights_hourly", run_config=SMALL_PAGES)
+    rerun = pipeline.scheduled("meta_insights_hourly", run_config=BIG_PAGES)
     assert rerun.success and sync_story(warehouse_url, "meta", "ads_insights", rerun.run_id) == {"success": 6}
-    assert assert_meta_truth(pipeline, *DAYS) > 0
+    # the killed attempt's Denver days: failed (by the run itself once the server was back, or as abandoned by
+    # the rerun), none left running (sync_story) and none success
+    killed = pipeline.rows("SELECT window_start::text, status, error FROM ops.etl_sync_log WHERE source = 'meta'"
+                           " AND entity = 'ads_insights' AND scope = %s AND dagster_run_id <> %s", DENVER, rerun.run_id)
+    assert sorted((day, status) for day, status, _ in killed) == [(day, "failed") for day in DAYS], killed
+    assert all("the connection is lost" in error or error.startswith("abandoned") for _, _, error in killed), killed
+    assert assert_meta_truth(pipeline, *DAYS) > 4 * 5000
     assert_no_duplicate_keys(warehouse_url)
     assert pipeline.instance.get_run_by_id(rerun.run_id).status == dg.DagsterRunStatus.SUCCESS  # instance DB fine
+    assert "run_failure:meta_insights_job" not in pipeline.open_alerts()  # resolved by the good run
     leaks(pipeline, dagster_env, server_log)
+    print(f"\nscenario 6: {tuples} rows copied when the postmaster was killed; killed run"
+          f" {'failed: ' + failure_messages(outcome['result'])[0][:160] if 'result' in outcome else outcome['error']!r};"
+          f" sync log {killed}")

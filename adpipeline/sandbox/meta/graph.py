@@ -22,10 +22,12 @@ Admin (under /_admin/meta, never counted or faulted):
                                 "skew": [{"account_id", "date", "factor"}], "max_page_rows": n,
                                 "sync_max_cells": n, "page_quirks": bool,
                                 "purchase_types": {"act_..": ["offsite_conversion.fb_pixel_purchase", ..]},
-                                "extra_accounts": n}
+                                "extra_accounts": n, "account_ads": {"act_..": n}}
                                 (POST merges, DELETE resets; purchase_types: the action types an account
                                 reports its purchases under, overriding its own setup; extra_accounts: n alike
-                                accounts act_1000000000000{11..} of 50 ads each at scale 1, for benchmarks)
+                                accounts act_1000000000000{11..} of 50 ads each at scale 1, for benchmarks;
+                                account_ads: an account's ads at scale 1, so one account-day alone can be
+                                large, e.g. for a fault test of one big load)
     POST /tokens               {"access_token", "expires_at": iso|null (never), "data_access_expires_at": iso|null,
                                 "scopes": [...], "status": "valid"|..., "type": "USER"|"SYSTEM_USER"}
     GET  /tokens               every token's expiry, scopes, status and type (token values masked)
@@ -42,7 +44,7 @@ import json
 import re
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl
@@ -152,10 +154,11 @@ class Script:
     page_quirks: bool = True
     purchase_types: dict[str, tuple[str, ...]] = field(default_factory=dict)  # account id -> reported types
     extra_accounts: int = 0  # alike accounts act_1000000000000{11..}, visible to the demo token (benchmarks)
+    account_ads: dict[str, int] = field(default_factory=dict)  # account id -> its ads at scale 1 (one big scope)
 
     def update(self, body: dict[str, Any]) -> None:
         known = {"limits", "forbidden_accounts", "drop", "skew", "max_page_rows", "sync_max_cells", "page_quirks",
-                 "purchase_types", "extra_accounts"}
+                 "purchase_types", "extra_accounts", "account_ads"}
         unknown = set(body) - known
         if unknown:
             raise ValueError(f"unknown script keys {sorted(unknown)}; known: {sorted(known)}")
@@ -176,6 +179,8 @@ class Script:
             if not 0 <= extra <= EXTRA_ACCOUNTS_MAX:
                 raise ValueError(f"extra_accounts must be 0..{EXTRA_ACCOUNTS_MAX}")
             self.extra_accounts = extra
+        if "account_ads" in body:
+            self.account_ads = {str(a): max(1, int(n)) for a, n in body["account_ads"].items()}
         if "purchase_types" in body:
             self.purchase_types = {str(a): tuple(str(t) for t in types)
                                    for a, types in body["purchase_types"].items()}
@@ -190,6 +195,7 @@ class Script:
             "page_quirks": self.page_quirks,
             "purchase_types": {a: list(t) for a, t in sorted(self.purchase_types.items())},
             "extra_accounts": self.extra_accounts,
+            "account_ads": dict(sorted(self.account_ads.items())),
         }
 
 
@@ -290,7 +296,9 @@ class MetaSandbox:
 
     @property
     def accounts(self) -> tuple[Account, ...]:
-        return with_extra_accounts(self.script.extra_accounts)
+        ads = self.script.account_ads
+        return tuple(replace(a, base_ads=ads[a.id]) if a.id in ads else a
+                     for a in with_extra_accounts(self.script.extra_accounts))
 
     def find_account(self, value: str) -> Account | None:
         """The account with this id (`act_...`) or number, if it exists."""

@@ -225,7 +225,7 @@ class World:
     def day(self, view: DayView, compute: bool = True) -> list[AdDay | None] | None:
         """Every ad's row of one account-day at one instant (None where an ad has none), kept for a while.
         With compute=False, only what is already kept. Very large days are not kept (memory stays bounded)."""
-        key = (view.account.number, view.day.toordinal(), view.now)
+        key = (view.account.number, view.day.toordinal(), view.now, view.account.base_ads)  # ads: a script may change them
         found = self._days.get(key)
         if found is not None or not compute:
             return found
