@@ -3,18 +3,22 @@
 Runs are runs of the code location's own asset job (`__ASSET_JOB`, what the UI's "Materialize" runs), recorded in
 the local Dagster instance (Postgres) with its origin, so `adpipeline dev` shows them and can re-execute them.
 Assets run level by level in dependency order; within a level, one run per partitions definition and
-partition (the latest ended day; every region; every property). The standalone non-blocking checks run once
-at the end, over everything loaded. The console gets one line per batch and a summary with each step's
-time; Dagster's events (read back from the instance after each run) go to a log file beside it.
+partition (the latest ended day; every region; every property), a batch's partitions side by side in forked
+processes. The standalone non-blocking checks run once at the end, over everything loaded. The console gets
+one line per batch and a summary with each step's time; Dagster's events (read back from the instance after
+each run) go to a log file beside it.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -201,22 +205,20 @@ def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterIn
     graph = defs.resolve_asset_graph()
     later = set(deferred)
 
-    def run(assets, checks, partition):
-        result = demo_job.execute(instance, assets, checks, partition)
+    def record(run_id: str, part: dict[str, AssetSummary]) -> None:
+        _merge(summary, part)
         if log_file is not None:
             sys.stdout.flush()
-            write_events(instance, result.run_id, log_file)
-        return result
+            write_events(instance, run_id, log_file)
 
     for index, (keys, pdef) in enumerate(batches):
         checks = [c for key in keys for c in graph.get(key).check_keys if c not in later]
         label = ", ".join(k.to_user_string() for k in keys)
         partitions = demo_partition_keys(pdef)
         started, failed = time.monotonic(), 0
-        for partition in partitions:
-            result = run(keys, checks, partition)
-            failed += 0 if result.success else 1
-            _collect(result, keys, partition, summary)
+        for run_id, success, part in _run_partitions(demo_job, instance, keys, checks, partitions):
+            failed += 0 if success else 1
+            record(run_id, part)
         elapsed = time.monotonic() - started
         scope = f"{len(partitions)} partition(s)" if pdef is not None else "unpartitioned"
         log.info("batch %d/%d (%s; %s): %s in %.1f s", index + 1, len(batches), label, scope,
@@ -224,14 +226,64 @@ def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterIn
         timings.add(f"batch {index + 1}: {label} [{scope}]", elapsed)
     if deferred:
         started = time.monotonic()
-        result = run([], deferred, None)
-        _collect(result, [], None, summary)
+        [(run_id, success, part)] = _run_partitions(demo_job, instance, [], deferred, [None])
+        record(run_id, part)
         elapsed = time.monotonic() - started
         log.info("checks (%d, once after every batch): %s in %.1f s", len(deferred),
-                 "ok" if result.success else "FAILED", elapsed)
+                 "ok" if success else "FAILED", elapsed)
         timings.add(f"checks: {len(deferred)} evaluated once", elapsed)
-        if not result.success:
+        if not success:
             summary["(checks run)"].runs, summary["(checks run)"].failed_runs = 1, 1
+
+
+RunOutcome = tuple[str, bool, dict[str, "AssetSummary"]]  # run id, success, what the run did
+
+
+def _run_partitions(demo_job: DemoJob, instance: dg.DagsterInstance, keys, checks, partitions) -> list[RunOutcome]:
+    """One run per partition, in partition order. Several partitions run side by side in forked processes (a
+    run's steps are CPU-bound Python, and fork inherits the loaded code location, so a worker starts in
+    milliseconds); not in threads, as each in-process run reconfigures logging (`dictConfig`, not thread-safe)."""
+    if len(partitions) == 1:
+        return [_outcome(demo_job.execute(instance, keys, checks, partitions[0]), keys, partitions[0])]
+    sys.stdout.flush()  # a forked worker would write the parent's buffered output again
+    sys.stderr.flush()
+    workers = min(len(partitions), os.cpu_count() or 1)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker,
+                             initargs=(demo_job, instance.get_ref())) as pool:
+        return list(pool.map(_run_in_worker, [(keys, checks, partition) for partition in partitions]))
+
+
+_worker: tuple[DemoJob, dg.DagsterInstance] | None = None  # in a forked worker: the job and its own instance
+
+
+def _start_worker(demo_job: DemoJob, instance_ref) -> None:
+    global _worker
+    _worker = (demo_job, dg.DagsterInstance.from_ref(instance_ref))  # its own connections, not the parent's
+
+
+def _run_in_worker(args) -> RunOutcome:
+    keys, checks, partition = args
+    demo_job, instance = _worker
+    return _outcome(demo_job.execute(instance, keys, checks, partition), keys, partition)
+
+
+def _outcome(result: dg.ExecuteInProcessResult, keys, partition) -> RunOutcome:
+    part: dict[str, AssetSummary] = defaultdict(AssetSummary)
+    _collect(result, keys, partition, part)
+    return result.run_id, result.success, dict(part)
+
+
+def _merge(summary: dict[str, AssetSummary], part: dict[str, AssetSummary]) -> None:
+    """One run's summary into the demo's, runs in order: counts add up, a table's size and a check's verdict are
+    the latest run's."""
+    for name, entry in part.items():
+        into = summary[name]
+        into.runs += entry.runs
+        into.failed_runs += entry.failed_runs
+        into.partitions += entry.partitions
+        for kind, rows in entry.rows.items():
+            into.rows[kind] = rows if kind == "total" else into.rows[kind] + rows
+        into.checks.update(entry.checks)
 
 
 def _collect(result: dg.ExecuteInProcessResult, keys, partition, summary) -> None:

@@ -14,6 +14,8 @@ user runs things (subprocesses of the venv's own commands):
   demo      `adpipeline demo` wall time from a warm venv (goal <= 90 s)
   --load-against REV: only the load figures, of HEAD and of REV's files (git archive, on this venv), the
             commands interleaved so the machine's load hits both alike
+  --demo-against REV: only the demo, of HEAD and of REV (its files on this venv), alternately, each with the
+            demo's own step times
 Medians of --repeat runs where a figure is cheap to repeat. The machine is shared and noisy: read ratios.
 """
 
@@ -108,10 +110,35 @@ def bench_load_against(rev: str, repeat: int) -> None:
                   f"  (runs: {', '.join(f'{t:.2f}' for t in times[(name, label)])})")
 
 
+def run_demo_of(tree: Path) -> tuple[float, str, dict[str, float]]:
+    """`adpipeline demo` of a tree's code on a fresh home: wall time, its verdict line and its own step times."""
+    env = {**clean_env(Path(tempfile.mkdtemp(prefix="bench-demo-"))), "PYTHONPATH": str(tree)}
+    started = time.perf_counter()
+    done = subprocess.run([str(BIN / "python"), "-m", "adpipeline.cli", "demo"], cwd=tree, env=env,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    verdict = next((line for line in reversed(done.stdout.splitlines()) if line.startswith("demo ")),
+                   f"exit {done.returncode}: {(done.stdout + done.stderr)[-2000:]}")
+    steps = {m.group(1).strip(): float(m.group(2))
+             for m in re.finditer(r"^((?:set-up|batch \d+|checks|total)[^\n]*?)\s+([\d.]+)$", done.stdout, re.M)}
+    return seconds, verdict, steps
+
+
 def bench_demo() -> None:
-    home = Path(tempfile.mkdtemp(prefix="bench-demo-"))
-    seconds = wall([str(BIN / "adpipeline"), "demo"], clean_env(home))
-    print(f"{'demo':10} {'adpipeline demo (fresh home)':40} {seconds:7.2f} s  (goal <= 90 s)")
+    seconds, verdict, _ = run_demo_of(PROJECT)
+    print(f"{'demo':10} {'adpipeline demo (fresh home)':40} {seconds:7.2f} s  (goal <= 90 s)  {verdict}")
+
+
+def bench_demo_against(rev: str, repeat: int) -> None:
+    """The demo of HEAD and of `rev`, alternately (the machine's load then hits both alike), step by step."""
+    trees = {"HEAD": PROJECT, rev: checkout(rev)}
+    for round_ in range(repeat):
+        results = {name: run_demo_of(tree) for name, tree in trees.items()}
+        for name, (seconds, verdict, steps) in results.items():
+            print(f"{'demo ' + name[:5]:10} round {round_ + 1}: {seconds:7.2f} s wall (goal <= 90 s), "
+                  f"load {os.getloadavg()[0]:.2f}  {verdict}")
+            for label, step in steps.items():
+                print(f"{'':10}   {label[:70]:70} {step:7.1f} s")
 
 
 def bench_jobs(load_seconds: float) -> None:
@@ -172,10 +199,16 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--load-against", metavar="REV",
                         help="only the load figures, of HEAD and of REV (its files on this venv), interleaved")
+    parser.add_argument("--demo-against", metavar="REV",
+                        help="only the demo, of HEAD and of REV (its files on this venv), alternately")
     args = parser.parse_args()
     print(f"project {PROJECT}  python {sys.version.split()[0]}  load average {os.getloadavg()[0]:.2f}")
     if args.load_against:
         bench_load_against(args.load_against, args.repeat)
+        print(f"load average at the end {os.getloadavg()[0]:.2f}")
+        return
+    if args.demo_against:
+        bench_demo_against(args.demo_against, args.repeat)
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         return
     load_seconds = bench_load(args.repeat)

@@ -81,6 +81,11 @@ def test_demo_runs_everything_and_lands_rows(server_home, monkeypatch):
                 for r in runs} == {("__ASSET_JOB", "adpipeline", "__repository__")}
         assert all(r.tags["adpipeline/demo"] == "true" and r.asset_selection is not None for r in runs)
         assert {r.run_config.get("loggers", {}).keys() <= {"console"} for r in runs} == {True}  # no demo-only logger
+        # a batch's partitions run in forked worker processes, the single runs (unpartitioned) in the demo's own
+        pid_of = dict(re.findall(r" (\w{8}) - ENGINE_EVENT Executing steps in process \(pid: (\d+)\)", events))
+        regions = {pid_of[r.run_id[:8]] for r in runs if any(k.path[0] == "breezeway" for k in r.asset_selection)}
+        single = {pid_of[r.run_id[:8]] for r in runs if "dagster/partition" not in r.tags}
+        assert len(single) == 1 and regions and not regions & single, (regions, single)
         # no secret value the demo held reaches its output (the sandbox's credentials, every stored token)
         secrets = secrets_the_demo_held(url, server_home / "home", monkeypatch) | {password}
         assert len(secrets) > 10
