@@ -28,5 +28,6 @@ dev: uv
 
 # Two test processes (pytest-xdist), a file each at a time (module fixtures stay in one process): the suite mostly
 # waits on the subprocesses it starts, so the two cores stay busy. Measured on this 2-core machine: 25 min -> 10.
+# The 20 slowest tests are listed at the end: CI's log then says where its minutes go.
 test: uv
-	$(UV) run --frozen --extra dev pytest -n 2 --dist loadfile
+	$(UV) run --frozen --extra dev pytest -n 2 --dist loadfile --durations=20
