@@ -159,7 +159,11 @@ class EmbeddedServer:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         port = self._preferred_port()
-        options = f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=200"
+        # wal_level=minimal: a local server has no replicas or WAL archive to feed, and it lets a table built
+        # in one transaction (every dbt table model, CREATE TABLE AS) skip the WAL: fsynced once at commit,
+        # not written twice. Crash safety is unchanged.
+        options = (f"-h 127.0.0.1 -p {port} -k {self.pgdata} -c max_connections=200"
+                   " -c wal_level=minimal -c max_wal_senders=0")
         log.info("starting embedded Postgres on 127.0.0.1:%s (data %s)", port, self.pgdata)
         try:
             _pg("pg_ctl", ["-w", "-t", str(START_TIMEOUT_S), "-l", str(self.logfile), "-o", options, "start"],
