@@ -209,3 +209,18 @@ def test_restart_keeps_the_port_while_old_connections_are_in_time_wait(server):
     assert server.ensure_started() == url
     with psycopg.connect(url) as conn:  # a client that kept the old DSN reconnects
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_a_table_built_in_one_transaction_writes_its_rows_once_not_also_to_the_wal(server):
+    # wal_level=minimal: what every dbt table model (CREATE TABLE AS, one transaction) gains; ~10 MB of rows,
+    # above wal_skip_threshold (2 MB), below which Postgres logs the new table at commit anyway
+    with psycopg.connect(server.ensure_started(), autocommit=True) as conn:
+        assert conn.execute("SHOW wal_level").fetchone()[0] == "minimal"
+        before = conn.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
+        with conn.transaction():
+            conn.execute("CREATE TABLE built AS SELECT g AS id, md5(g::text) AS payload "
+                         "FROM generate_series(1, 200000) AS g")
+        size, wal = conn.execute("SELECT pg_total_relation_size('built'), "
+                                 "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (before,)).fetchone()
+    assert size > 10_000_000
+    assert wal < size / 10, f"{wal} bytes of WAL for a {size}-byte table"
