@@ -11,7 +11,10 @@ Shapes (each prints its own table):
   few-large   the 3 configured accounts at scale 300 (~20,000 rows per day) x N days (default 10)
   latency     many-small over N days (default 100: over fewer, the fixed code-location load dominates the
               end-to-end ratio) with every Graph call delayed by --latency (200 ms)
-Phases, each in a fresh subprocess so its peak RSS is its own:
+Phases, each in a fresh subprocess so its peak RSS is its own, in rounds so each ratio compares figures taken
+at about the same load (each phase prints the load average at its start and end): serve, pipeline, raw COPY
+(then sequential and dlt); with --baseline DIR a second round runs the pipeline with DIR's code (e.g. main);
+a last serve closes the run:
   serve       the sandbox's serve rate: fetch + parse the same calls as the pipeline (one window of up to
               window_days per account), one after another, nothing stored
   sequential  (latency shape) a sequential client: one account-day after another (two calls each, as the
@@ -121,8 +124,8 @@ def phase_serve(graph_url: str, accounts: list[str], days: list[date], sequentia
             "api_calls": calls}
 
 
-def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]) -> dict:
-    """`dagster asset materialize` over the range, as a user runs it."""
+def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date], code: Path = PROJECT) -> dict:
+    """`dagster asset materialize` over the range, as a user runs it, with the code of the checkout `code`."""
     import psycopg
 
     from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN
@@ -130,12 +133,12 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
 
     env = {**os.environ, "META_ACCESS_TOKEN": DEMO_ACCESS_TOKEN, "META_GRAPH_URL": graph_url,
            "ADPIPELINE_CLOCK_URL": clock_url, "ADPIPELINE_CONFIG": config,
-           "PYTHONPATH": str(PROJECT)}  # this checkout's code, whatever the venv has installed
+           "PYTHONPATH": str(code)}  # that checkout's code, whatever the venv has installed
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "adpipeline.definitions",
                "--select", "meta/ads_insights,meta/account_insights",
                "--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"]
     started = time.perf_counter()
-    out = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True)
+    out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if out.returncode != 0:
         raise SystemExit(f"dagster asset materialize failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -235,6 +238,7 @@ def process_cpu(pid: int | None) -> float:
 
 def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None) -> dict:
     before = {k: process_cpu(pid) for k, pid in (watch or {}).items()}
+    load = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--phase", name, *args], capture_output=True, text=True,
                          cwd=PROJECT, env=os.environ.copy())
     if out.returncode != 0:
@@ -242,6 +246,7 @@ def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # whole-phase CPU of the other processes (the sandbox's includes its idle wait; its part is negligible)
     result.update({f"cpu_{k}": process_cpu(pid) - before[k] for k, pid in (watch or {}).items()})
+    result["load"] = (load, os.getloadavg()[0])  # 1-minute load average when the phase started and ended
     return result
 
 
@@ -259,21 +264,28 @@ def shape_config(shape: Shape, home: Path) -> str:
     return str(path)
 
 
-def run_shape(shape: Shape, home: Path, server, dlt_python: str | None) -> None:
+def truncate(url: str) -> None:
     import psycopg
 
+    with psycopg.connect(url) as conn:  # start from empty tables so every row is new
+        conn.execute("TRUNCATE raw_meta.ads_insights, raw_meta.account_insights")
+        conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'meta' AND entity = 'ads_insights'")
+
+
+def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline: Path | None) -> None:
+    """The phases in rounds, so that every ratio compares figures taken at about the same load: each pipeline
+    run (this checkout's, then `baseline`'s) has the serve ceiling measured just before it and the COPY ceiling
+    just after it (on the rows it loaded); the serve ceiling is measured once more at the end, and the
+    sequential client and dlt run between the pipeline runs."""
     from adpipeline.sandbox.process import SandboxProcess
     from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV
 
     url = os.environ[WAREHOUSE_URL_ENV]
-    with psycopg.connect(url) as conn:  # start from empty tables so every row is new
-        conn.execute("TRUNCATE raw_meta.ads_insights, raw_meta.account_insights")
-        conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'meta' AND entity = 'ads_insights'")
     days = day_range(shape.days)
     day_list = ",".join(d.isoformat() for d in days)
     accounts = ",".join(shape.accounts)
     config = shape_config(shape, home)
-    results: dict[str, dict] = {}
+    rounds: list[dict[str, dict]] = []
     with SandboxProcess(scale=shape.scale) as sandbox:
         graph_url, clock_url = f"{sandbox.base_url}/meta/v24.0", f"{sandbox.base_url}/_admin/clock"
         if shape.extra_accounts:
@@ -285,33 +297,40 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None) -> None:
               f"warehouse {url.split('@')[-1]}")
         postmaster = server.postmaster()[0] if server is not None else None
         watch = {"sandbox": sandbox._proc.pid if sandbox._proc else None, "postgres": postmaster}
-        load_before = os.getloadavg()[0]
 
-        def calls() -> int:
-            return sandbox.admin.requests()["total"]
+        def phase(name: str, *args: str) -> dict:
+            before = sandbox.admin.requests()["total"]
+            result = run_phase(name, *args, watch=watch)
+            result["api_calls"] = sandbox.admin.requests()["total"] - before
+            return result
 
-        before = calls()
-        results["serve"] = run_phase("serve", graph_url, accounts, day_list, watch=watch)
-        results["serve"]["api_calls"] = calls() - before
-        if shape.latency:
-            before = calls()
-            results["sequential"] = run_phase("sequential", graph_url, accounts, day_list, watch=watch)
-            results["sequential"]["api_calls"] = calls() - before
-        before = calls()
-        results["pipeline"] = run_phase("pipeline", graph_url, clock_url, config, accounts, day_list, watch=watch)
-        results["pipeline"]["api_calls"] = calls() - before
-        usage = sandbox.admin._call("GET", "/meta/usage")
-        if dlt_python:
-            before = calls()
-            results["dlt"] = run_phase("dlt", dlt_python, graph_url, accounts, day_list, watch=watch)
-            results["dlt"]["api_calls"] = calls() - before
-    results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
-    load_after = os.getloadavg()[0]
-    report(shape, results, usage, load_before, load_after, dlt_python)
+        codes = [("pipeline", PROJECT), *([("baseline", baseline)] if baseline else [])]
+        for i, (label, code) in enumerate(codes):
+            results: dict[str, dict] = {}
+            truncate(url)
+            results["serve"] = phase("serve", graph_url, accounts, day_list)
+            throttled = sandbox.admin._call("GET", "/meta/usage").get("throttled_responses") or 0
+            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list)
+            results[label]["throttled"] = (sandbox.admin._call("GET", "/meta/usage").get("throttled_responses")
+                                           or 0) - throttled
+            results[label]["code"] = str(code)
+            results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
+            if i == 0 and shape.latency:
+                results["sequential"] = phase("sequential", graph_url, accounts, day_list)
+            if i == 0 and dlt_python:
+                results["dlt"] = phase("dlt", dlt_python, graph_url, accounts, day_list)
+            rounds.append(results)
+        rounds[-1]["serve (end)"] = phase("serve", graph_url, accounts, day_list)
+    for results in rounds:
+        report(shape, results, dlt_python)
+    if baseline:
+        new, old = rounds[0]["pipeline"], rounds[1]["baseline"]
+        print(f"{shape.name}: this checkout {new['seconds']:.1f} s end to end (step {new.get('step_seconds') or 0:.1f} s) "
+              f"vs baseline {old['seconds']:.1f} s (step {old.get('step_seconds') or 0:.1f} s) = "
+              f"{old['seconds'] / new['seconds']:.2f}x end to end")
 
 
-def report(shape: Shape, results: dict[str, dict], usage: dict, load_before: float, load_after: float,
-           dlt_python: str | None) -> None:
+def report(shape: Shape, results: dict[str, dict], dlt_python: str | None) -> None:
     def rate(result: dict) -> float:
         return result["rows"] / result["seconds"]
 
@@ -319,30 +338,33 @@ def report(shape: Shape, results: dict[str, dict], usage: dict, load_before: flo
         value = result.get(key)
         return "-" if value is None or value != value else f"{1e6 * value / result['rows']:.1f}"
 
-    print(f"{'phase':10} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'API calls':>9} {'peak RSS':>9}   CPU us/row: "
-          f"{'client':>6} {'sandbox':>7} {'postgres':>8}")
+    label = "pipeline" if "pipeline" in results else "baseline"
+    pipeline = results[label]
+    print(f"\n-- round: {label} ({pipeline['code']})")
+    print(f"{'phase':11} {'rows':>9} {'seconds':>8} {'rows/s':>9} {'API calls':>9} {'peak RSS':>9}   CPU us/row: "
+          f"{'client':>6} {'sandbox':>7} {'postgres':>8}   load avg (start -> end)")
     for name, result in results.items():
         rss = max(result["peak_rss_mb"], result.get("child_rss_mb", 0.0))
-        print(f"{name:10} {result['rows']:>9,} {result['seconds']:>8.1f} {rate(result):>9,.0f} "
+        print(f"{name:11} {result['rows']:>9,} {result['seconds']:>8.1f} {rate(result):>9,.0f} "
               f"{result.get('api_calls', '-'):>9} {rss:>6.0f} MB   {'':11} {per_row(result, 'cpu'):>6} "
-              f"{per_row(result, 'cpu_sandbox'):>7} {per_row(result, 'cpu_postgres'):>8}")
-    print(f"machine load average (1 min): {load_before:.1f} before, {load_after:.1f} after, on {os.cpu_count()} CPUs")
-    pipeline = results["pipeline"]
+              f"{per_row(result, 'cpu_sandbox'):>7} {per_row(result, 'cpu_postgres'):>8}   "
+              f"{result['load'][0]:.1f} -> {result['load'][1]:.1f}")
+    print(f"({os.cpu_count()} CPUs)")
     ceiling = min(rate(results["serve"]), rate(results["raw COPY"]))
     rss = max(pipeline["peak_rss_mb"], pipeline["child_rss_mb"])
-    line = (f"{shape.name}: pipeline {rate(pipeline):,.0f} rows/s = {rate(pipeline) / ceiling:.0%} of "
-            f"min(serve, COPY) = {ceiling:,.0f} rows/s; peak RSS {rss:.0f} MB")
+    line = (f"{shape.name} [{label}]: {rate(pipeline):,.0f} rows/s = {rate(pipeline) / ceiling:.0%} of "
+            f"min(serve, COPY) = {ceiling:,.0f} rows/s (serve just before, COPY just after); peak RSS {rss:.0f} MB")
     if "dlt" in results:
         line += f"; {rate(pipeline) / rate(results['dlt']):.1f}x dlt"
-    else:
+    elif label == "pipeline":
         line += f"; dlt column skipped (no dlt at {dlt_python or DLT_PYTHON}: it is not a project dependency)"
     if "sequential" in results:
         line += f"; {rate(pipeline) / rate(results['sequential']):.1f}x the sequential client"
     print(line)
     if pipeline.get("step_seconds"):
-        print(f"pipeline: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
+        print(f"{label}: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
               f"({pipeline['rows'] / pipeline['step_seconds']:,.0f} rows/s inside the step)")
-    print(f"sandbox throttled responses: {usage.get('throttled_responses')}")
+    print(f"sandbox throttled responses during the {label} run: {pipeline['throttled']}")
     if pipeline.get("failed_scopes"):
         print(f"WARNING: {pipeline['failed_scopes']} sync-log rows not 'success'")
 
@@ -354,6 +376,8 @@ def main() -> None:
     parser.add_argument("--latency", type=float, help="seconds per Graph call for the latency shape (default 0.2)")
     parser.add_argument("--scale", type=float, help="sandbox scale instead of the shape's (higher: more ads delivering per account-day)")
     parser.add_argument("--dlt-python", default=DLT_PYTHON, help="python of a venv with dlt[postgres]")
+    parser.add_argument("--baseline", type=Path, help="another checkout (e.g. main): its pipeline runs too, in its "
+                        "own round, for a before/after in one run")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -362,7 +386,7 @@ def main() -> None:
         days = [date.fromisoformat(d) for d in a[-1].split(",")]
         result = {"serve": lambda: phase_serve(a[0], a[1].split(","), days, sequential=False),
                   "sequential": lambda: phase_serve(a[0], a[1].split(","), days, sequential=True),
-                  "pipeline": lambda: phase_pipeline(a[0], a[1], a[2], days),
+                  "pipeline": lambda: phase_pipeline(a[0], a[1], a[2], days, Path(a[3])),
                   "dlt": lambda: phase_dlt(a[0], a[1], a[2].split(","), days),
                   "copy": phase_copy}[options.phase]()
         print(json.dumps({**result, "peak_rss_mb": round(peak_rss_mb(), 1)}, default=str))
@@ -391,7 +415,7 @@ def main() -> None:
         prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
         ensure_manifest()
         for shape in shapes:
-            run_shape(shape, home, server, dlt_python)
+            run_shape(shape, home, server, dlt_python, options.baseline)
     finally:
         if server is not None:
             server.stop()
