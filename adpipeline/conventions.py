@@ -76,9 +76,9 @@ def _per_run_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     # Both built by Dagster's own creation functions; the in-process one takes the same retry settings.
     config = init_context.executor_config
     light_config = {"retries": config["retries"], "step_dependency_config": config.get("step_dependency_config")}
-    def context_of(executor_def: dg.ExecutorDefinition, config) -> dg.InitExecutorContext:
-        return dg.InitExecutorContext(job=init_context.job, executor_def=executor_def, executor_config=config,
-                                      instance=init_context.instance)
+    def context_of(executor_def: dg.ExecutorDefinition, executor_config) -> dg.InitExecutorContext:
+        return dg.InitExecutorContext(job=init_context.job, executor_def=executor_def,
+                                      executor_config=executor_config, instance=init_context.instance)
 
     light = dg.in_process_executor.executor_creation_fn(context_of(dg.in_process_executor, light_config))
     parallel = dg.multiprocess_executor.executor_creation_fn(context_of(dg.multiprocess_executor, config))

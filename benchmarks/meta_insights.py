@@ -304,15 +304,17 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
             result["api_calls"] = sandbox.admin.requests()["total"] - before
             return result
 
+        def throttled() -> int:
+            return sandbox.admin._call("GET", "/meta/usage").get("throttled_responses") or 0
+
         codes = [("pipeline", PROJECT), *([("baseline", baseline)] if baseline else [])]
         for i, (label, code) in enumerate(codes):
             results: dict[str, dict] = {}
             truncate(url)
             results["serve"] = phase("serve", graph_url, accounts, day_list)
-            throttled = sandbox.admin._call("GET", "/meta/usage").get("throttled_responses") or 0
+            before = throttled()
             results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list)
-            results[label]["throttled"] = (sandbox.admin._call("GET", "/meta/usage").get("throttled_responses")
-                                           or 0) - throttled
+            results[label]["throttled"] = throttled() - before
             results[label]["code"] = str(code)
             results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
             if i == 0 and shape.latency:
