@@ -544,6 +544,104 @@ def test_occupancy_by_night_with_a_month_end_a_cancellation_an_owner_stay_and_an
     assert monthly[date(2026, 2, 1)][:2] == (5, 9)  # Feb 1-11: 11 nights - 2 owner nights; 5 booked
 
 
+# Region DBL (Chicago), property 1, overlapping stays (local nights): guest A Mar 1-3, guest B Mar 3-4, owner C
+# Mar 4-5, block D Mar 5-6, cancelled guest E Mar 2-5, guest F Mar 8; property 2 has no stay at all.
+DBL_REGION, DBL_TZ = "dblville", "America/Chicago"
+DBL_STAYS = [  # id, property, status, type_stay, checkin, checkout
+    (41, 1, "active", "guest_stay", "2026-03-01", "2026-03-04"),
+    (42, 1, "active", "guest_stay", "2026-03-03", "2026-03-05"),
+    (43, 1, "active", "owner_stay", "2026-03-04", "2026-03-06"),
+    (44, 1, "active", "maintenance_block", "2026-03-05", "2026-03-07"),
+    (45, 1, "cancelled", "guest_stay", "2026-03-02", "2026-03-06"),
+    (46, 1, "active", "guest_stay", "2026-03-08", "2026-03-09"),
+]
+
+
+def _dbt(built: str, target: Path, *args: str) -> dict[str, tuple[str, int | None]]:
+    """One dbt invocation on the session's database: {node name: (status, failures)}."""
+    with environment(dbt_environment(built)):
+        invocation = dbt_resource().cli(list(args), target_path=target, raise_on_error=False)
+    invocation.wait()
+    return {r["unique_id"].split(".")[2]: (r["status"], r.get("failures"))
+            for r in invocation.get_artifact("run_results.json")["results"]}
+
+
+def test_occupancy_of_overlapping_stays_and_of_a_home_without_stays(built: str, dbt_target_dir: str):
+    """Double bookings, a guest over an owner stay, an owner over a block, a cancellation under them all, a gap."""
+    with psycopg.connect(built, autocommit=True) as conn:
+        try:
+            conn.execute("INSERT INTO raw_breezeway.properties (region_code, id, name, status, timezone) VALUES"
+                         " (%s, 1, 'Busy', 'active', %s), (%s, 2, 'Empty', 'active', %s)", (DBL_REGION, DBL_TZ) * 2)
+            for rid, prop, status, stay, cin, cout in DBL_STAYS:
+                conn.execute(
+                    "INSERT INTO raw_breezeway.reservations (region_code, id, property_id, status, type_stay,"
+                    " checkin_date, checkout_date, timezone, created_at, updated_at) VALUES"
+                    " (%s, %s, %s, %s, %s, %s, %s, %s, timestamptz '2026-01-05 12:00+00',"
+                    " timestamptz '2026-01-05 12:00+00')", (DBL_REGION, rid, prop, status, stay, cin, cout, DBL_TZ))
+            built_now = _dbt(built, Path(dbt_target_dir, "overlaps"), "build", "--select",
+                             "dim_properties fct_property_occupancy_daily")
+            assert [n for n, (status, _) in built_now.items() if status in ("error", "fail", "skipped")] == []
+            got = {(r[0], r[1]): r[2:] for r in rows(
+                conn, "SELECT property_id, date_day, nights_booked, nights_owner, nights_blocked, nights_rentable,"
+                      " is_double_booked, cancelled_stays FROM marts.fct_property_occupancy_daily"
+                      " WHERE region_code = %s", (DBL_REGION,))}
+            days = [date(2026, 3, 1) + timedelta(days=i) for i in range(8)]  # first check-in .. last night
+            assert sorted(got) == sorted((p, d) for p in (1, 2) for d in days)
+            # (booked, owner, blocked, rentable, double booked, cancelled) per night of property 1
+            assert [got[(1, d)] for d in days] == [
+                (1, 0, 0, 1, False, 0), (1, 0, 0, 1, False, 1), (1, 0, 0, 1, True, 1), (1, 0, 0, 1, True, 1),
+                (0, 1, 0, 0, True, 1), (0, 0, 1, 0, False, 0), (0, 0, 0, 1, False, 0), (1, 0, 0, 1, False, 0)]
+            assert {got[(2, d)] for d in days} == {(0, 0, 0, 1, False, 0)}
+        finally:
+            conn.execute("DELETE FROM raw_breezeway.reservations WHERE region_code = %s", (DBL_REGION,))
+            conn.execute("DELETE FROM raw_breezeway.properties WHERE region_code = %s", (DBL_REGION,))
+            _dbt(built, Path(dbt_target_dir, "overlaps-undone"), "run", "--select",
+                 "dim_properties fct_property_occupancy_daily")
+
+
+def test_the_occupancy_tests_fail_on_a_broken_row_and_name_what_it_breaks(built: str, dbt_target_dir: str):
+    """The folded row test (one scan) fails on each assertion it took over, and its rows say which one broke;
+    the key is Postgres' unique index: a duplicate row is refused, and without the index the key test fails."""
+    table, key = "marts.fct_property_occupancy_daily", (f"{OCC_REGION}:1", date(2026, 2, 7))
+    breaks = {  # (column, bad value, day) -> the assertion it breaks
+        ("nights_booked", 2, date(2026, 2, 7)): "nights_nest",
+        ("occupancy", None, date(2026, 2, 8)): "occupancy_in_0_1",
+        ("region_code", None, date(2026, 2, 10)): "region_code_not_null",
+        ("property_key", None, date(2026, 2, 11)): "property_key_not_null",
+    }
+    target = Path(dbt_target_dir, "broken-occupancy")
+    with psycopg.connect(built, autocommit=True) as conn:
+        saved = rows(conn, f"SELECT * FROM {table} WHERE property_key = %s", (key[0],))
+        try:
+            for (column, value, day) in breaks:
+                conn.execute(f"UPDATE {table} SET {column} = %s WHERE property_key = %s AND date_day = %s",
+                             (value, key[0], day))
+            results = _dbt(built, target, "test", "--select", "fct_property_occupancy_daily")
+            assert results["fct_property_occupancy_daily_row_assertions"] == ("fail", len(breaks))
+            assert results["unique_index_fct_property_occupancy_daily_property_key__date_day"] == ("pass", 0)
+            compiled = next((target / "compiled").rglob("fct_property_occupancy_daily_row_assertions.sql")).read_text()
+            named = {r[1]: r[0] for r in rows(conn, f"SELECT failed_assertions, date_day FROM ({compiled}) AS t")}
+            assert named == {day: [assertion] for (_, _, day), assertion in breaks.items()}
+
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(f"INSERT INTO {table} SELECT * FROM {table} WHERE property_key = %s AND date_day = %s",
+                             key)
+            index = rows(conn, "SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = %s::regclass"
+                               " AND indisunique", (table,))
+            assert len(index) == 1
+            conn.execute(f"DROP INDEX {index[0][0]}")
+            results = _dbt(built, target, "test", "--select", "fct_property_occupancy_daily")
+            assert results["unique_index_fct_property_occupancy_daily_property_key__date_day"] == ("fail", 1)
+        finally:
+            conn.execute(f"DELETE FROM {table} WHERE property_key = %s OR property_key IS NULL AND date_day"
+                         " BETWEEN date '2026-01-30' AND date '2026-02-11'", (key[0],))
+            with conn.cursor() as cur:
+                columns = ", ".join(d.name for d in conn.execute(f"SELECT * FROM {table} LIMIT 0").description)
+                cur.executemany(f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * len(saved[0]))})", saved)
+            conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS fct_property_occupancy_daily_key ON {table}"
+                         " (property_key, date_day)")
+
+
 def test_turnovers_flag_the_missed_and_the_late_clean_in_local_time(mart: psycopg.Connection):
     got = {r[0]: r[1:] for r in rows(
         mart, "SELECT reservation_key, next_reservation_key, clean_task_key, turnover_status, is_flagged,"

@@ -51,6 +51,8 @@ _TEST_WORDING = {
     "accepted_values": "`{column}` of {model} is one of the accepted values",
     "non_negative": "`{column}` of {model} is never negative",
     "unique_combination": "{model} has one row per ({columns})",
+    "unique_index": "{model} has one row per ({columns}), enforced by a unique index",
+    "row_assertions": "{model}: every row satisfies {assertions}",
     "expression_is_true": "{model}: {expression}",
 }
 
@@ -132,7 +134,8 @@ def _describe_test(test: Mapping[str, Any], asset_spec: dg.AssetSpec) -> str:
         return f"dbt test {test['name']} on {model}"
     to = str(kwargs.get("to", "")).replace("ref('", "").replace("')", "")
     return wording.format(model=model, column=kwargs.get("column_name", ""), to=to,
-                          columns=", ".join(kwargs.get("columns") or []), expression=kwargs.get("expression", ""))
+                          columns=", ".join(kwargs.get("columns") or []), expression=kwargs.get("expression", ""),
+                          assertions=", ".join(kwargs.get("assertions") or {}))
 
 
 def unpartitioned_selection(manifest: Path) -> str:

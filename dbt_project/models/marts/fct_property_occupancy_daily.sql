@@ -6,67 +6,99 @@
 -- is unavailable on every day. Each day is 0/1 per home; roll up with sums and take occupancy =
 -- sum(nights_booked) / sum(nights_rentable) (never an average of the daily ratios).
 -- Breezeway reservations carry no price, so there is no revenue or ADR here.
+--
+-- Built without joining ~3.7M property-days to ~230k stay-nights: a property's counts change only where a
+-- stay starts or ends, so each property's calendar is cut into segments of constant counts (a running sum
+-- of +1 at check-in, -1 at check-out) and each segment is expanded to its days once.
+-- One row per (property_key, date_day): Postgres enforces it with a unique index built with the table.
+{{ config(indexes=[{'columns': ['property_key', 'date_day'], 'unique': true}]) }}
+
 with properties as (
     select property_key, region_code, property_id, property_name, status, is_active, time_zone
     from {{ ref('dim_properties') }}
 ),
 
-reservations as (
-    select reservation_key, region_code, property_key, checkin_date, checkout_date, stay_kind, is_cancelled
+-- not materialized: read twice, it stays inlined (a materialized CTE keeps the plan from going parallel)
+reservations as not materialized (
+    select region_code, property_key, checkin_date, checkout_date, stay_kind, is_cancelled
     from {{ ref('stg_breezeway__reservations') }}
     where not is_deleted
       and checkin_date is not null
       and checkout_date > checkin_date
 ),
 
--- the calendar of a region: from its first check-in to its last night
-calendar as (
-    select region_code, day::date as date_day
-    from (
-        select region_code, min(checkin_date) as first_day, max(checkout_date) - 1 as last_day
-        from reservations
-        group by region_code
-    ) as bounds
-    cross join lateral generate_series(first_day, last_day, interval '1 day') as day
+-- the calendar of a region: from its first check-in to its last night ([first_day, end_day))
+bounds as (
+    select region_code, min(checkin_date) as first_day, max(checkout_date) as end_day
+    from reservations
+    group by region_code
 ),
 
-nights as (
-    select r.property_key, night::date as date_day, r.stay_kind, r.is_cancelled
-    from reservations as r
-    cross join lateral generate_series(r.checkin_date, r.checkout_date - 1, interval '1 day') as night
+-- what each stay adds from its check-in night and removes at its check-out; every home of a region starts
+-- a segment on the region's first day (a home without stays is one segment of zeros)
+changes as (
+    select property_key, checkin_date as day,
+        (stay_kind = 'guest' and not is_cancelled)::int as guest,
+        (stay_kind = 'owner' and not is_cancelled)::int as owner,
+        (stay_kind = 'block' and not is_cancelled)::int as block,
+        is_cancelled::int as cancelled
+    from reservations
+    union all
+    select property_key, checkout_date,
+        -(stay_kind = 'guest' and not is_cancelled)::int,
+        -(stay_kind = 'owner' and not is_cancelled)::int,
+        -(stay_kind = 'block' and not is_cancelled)::int,
+        -is_cancelled::int
+    from reservations
+    union all
+    select p.property_key, b.first_day, 0, 0, 0, 0
+    from properties as p
+    join bounds as b on b.region_code = p.region_code
 ),
 
-per_night as (
+deltas as (
+    select property_key, day, sum(guest)::int as guest, sum(owner)::int as owner, sum(block)::int as block,
+        sum(cancelled)::int as cancelled
+    from changes
+    group by property_key, day
+),
+
+-- [start_day, next_day): nights covered by the same stays (the running sums); a segment that starts on the
+-- region's end_day (the last check-out) has no nights
+segments as (
     select
-        property_key,
-        date_day,
-        count(*) filter (where stay_kind = 'guest' and not is_cancelled) as guest_stays,
-        count(*) filter (where stay_kind = 'owner' and not is_cancelled) as owner_stays,
-        count(*) filter (where stay_kind = 'block' and not is_cancelled) as block_stays,
-        count(*) filter (where is_cancelled) as cancelled_stays
-    from nights
-    group by property_key, date_day
+        p.*,
+        d.day as start_day,
+        lead(d.day, 1, b.end_day) over w as next_day,
+        sum(d.guest) over w as guest_stays,
+        sum(d.owner) over w as owner_stays,
+        sum(d.block) over w as block_stays,
+        sum(d.cancelled) over w as cancelled_stays,
+        b.end_day
+    from deltas as d
+    join properties as p on p.property_key = d.property_key
+    join bounds as b on b.region_code = p.region_code
+    window w as (partition by d.property_key order by d.day)
 ),
 
 flags as (
     select
-        c.date_day,
-        p.region_code,
-        p.property_key,
-        p.property_id,
-        p.property_name,
-        p.status as property_status,
-        p.time_zone,
-        p.is_active,
-        coalesce(n.guest_stays, 0) > 0 as is_booked,
-        coalesce(n.guest_stays, 0) = 0 and coalesce(n.owner_stays, 0) > 0 as is_owner_night,
-        coalesce(n.guest_stays, 0) = 0 and coalesce(n.owner_stays, 0) = 0 and coalesce(n.block_stays, 0) > 0
-            as is_blocked,
-        coalesce(n.guest_stays, 0) + coalesce(n.owner_stays, 0) + coalesce(n.block_stays, 0) > 1 as is_double_booked,
-        coalesce(n.cancelled_stays, 0) as cancelled_stays
-    from properties as p
-    join calendar as c on c.region_code = p.region_code
-    left join per_night as n on n.property_key = p.property_key and n.date_day = c.date_day
+        s.start_day + night as date_day,
+        s.region_code,
+        s.property_key,
+        s.property_id,
+        s.property_name,
+        s.status as property_status,
+        s.time_zone,
+        s.is_active,
+        s.guest_stays > 0 as is_booked,
+        s.guest_stays = 0 and s.owner_stays > 0 as is_owner_night,
+        s.guest_stays = 0 and s.owner_stays = 0 and s.block_stays > 0 as is_blocked,
+        s.guest_stays + s.owner_stays + s.block_stays > 1 as is_double_booked,
+        s.cancelled_stays
+    from segments as s
+    cross join lateral generate_series(0, s.next_day - s.start_day - 1) as night
+    where s.start_day < s.end_day
 )
 
 select
