@@ -47,14 +47,14 @@ own_clean as (
     order by reservation_key, is_finished desc, finished_at nulls last, task_key
 ),
 
--- else a housekeeping task of the home scheduled in the gap [check-out day, next check-in day]: the
--- gap's days are generated so the match is an equality join (a range join per home would be quadratic)
+-- else a housekeeping task of the home scheduled in the gap [check-out day, next check-in day]: joined on
+-- the home, then filtered on the range (a home has a few stays and cleans; generating every gap day instead
+-- made ~2.9M probes of a hash keyed on the day alone, 26 s against 0.7 s for this on the demo's data)
 gap_clean as (
     select distinct on (s.reservation_key) s.reservation_key, c.task_key
     from sequenced as s
-    cross join lateral generate_series(s.checkout_date, coalesce(s.next_checkin_date, s.checkout_date),
-                                       interval '1 day') as gap_day
-    join cleans as c on c.property_key = s.property_key and c.scheduled_date = gap_day::date
+    join cleans as c on c.property_key = s.property_key
+        and c.scheduled_date between s.checkout_date and coalesce(s.next_checkin_date, s.checkout_date)
     order by s.reservation_key, c.is_finished desc, c.finished_at nulls last, c.task_key
 ),
 
