@@ -599,6 +599,45 @@ def test_occupancy_of_overlapping_stays_and_of_a_home_without_stays(built: str, 
                  "dim_properties fct_property_occupancy_daily")
 
 
+def test_a_clean_without_a_stay_counts_for_the_gap_it_is_scheduled_in(built: str, dbt_target_dir: str):
+    """A housekeeping task of no reservation is the clean of the departure whose gap [check-out day, next
+    check-in day] holds its scheduled day, bounds included; a finished one beats one in progress."""
+    region, tz = "gapville", "America/Chicago"
+    stays = [(51, "2026-04-01", "2026-04-03", "2026-04-01 21:00+00", "2026-04-03 16:00+00"),
+             (52, "2026-04-06", "2026-04-08", "2026-04-06 21:00+00", "2026-04-08 16:00+00")]
+    cleans = [(601, "2026-04-06", "finished", "2026-04-06 18:00+00"),  # next check-in day, before arrival
+              (602, "2026-04-03", "in_progress", None),                # check-out day, not finished
+              (603, "2026-04-02", "finished", "2026-04-02 18:00+00"),  # during stay 51: no gap's
+              (604, "2026-04-09", "finished", "2026-04-09 18:00+00")]  # after stay 52's gap [Apr 8, Apr 8]
+    with psycopg.connect(built, autocommit=True) as conn:
+        try:
+            conn.execute("INSERT INTO raw_breezeway.properties (region_code, id, name, status, timezone) VALUES"
+                         " (%s, 1, 'Gap', 'active', %s)", (region, tz))
+            for rid, cin, cout, cin_at, cout_at in stays:
+                conn.execute(
+                    "INSERT INTO raw_breezeway.reservations (region_code, id, property_id, status, type_stay,"
+                    " checkin_date, checkout_date, timezone, checkin_at, checkout_at, created_at, updated_at) VALUES"
+                    " (%s, %s, 1, 'active', 'guest_stay', %s, %s, %s, %s, %s, timestamptz '2026-01-05 12:00+00',"
+                    " timestamptz '2026-01-05 12:00+00')", (region, rid, cin, cout, tz, cin_at, cout_at))
+            for tid, scheduled, stage, finished in cleans:
+                conn.execute(
+                    "INSERT INTO raw_breezeway.tasks (region_code, id, property_id, name, department, status_stage,"
+                    " scheduled_date, timezone, started_at, finished_at) VALUES"
+                    " (%s, %s, 1, 'Departure Clean', 'housekeeping', %s, %s, %s, %s::timestamptz - interval '1 hour', %s)",
+                    (region, tid, stage, scheduled, tz, finished or f"{scheduled} 18:00+00", finished))
+            results = _dbt(built, Path(dbt_target_dir, "gap-cleans"), "build", "--select", "fct_turnovers")
+            assert [n for n, (status, _) in results.items() if status in ("error", "fail", "skipped")] == []
+            got = dict((r[0], r[1:]) for r in rows(
+                conn, "SELECT reservation_id, clean_task_key, turnover_status FROM marts.fct_turnovers AS t"
+                      " JOIN staging.stg_breezeway__reservations AS r USING (reservation_key) WHERE t.region_code = %s",
+                (region,)))
+            assert got == {51: (f"{region}:601", "cleaned"), 52: (None, "pending")}
+        finally:
+            for table in ("tasks", "reservations", "properties"):
+                conn.execute(f"DELETE FROM raw_breezeway.{table} WHERE region_code = %s", (region,))
+            _dbt(built, Path(dbt_target_dir, "gap-cleans-undone"), "run", "--select", "fct_turnovers")
+
+
 def test_the_occupancy_tests_fail_on_a_broken_row_and_name_what_it_breaks(built: str, dbt_target_dir: str):
     """The folded row test (one scan) fails on each assertion it took over, and its rows say which one broke;
     the key is Postgres' unique index: a duplicate row is refused, and without the index the key test fails."""
