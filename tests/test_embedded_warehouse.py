@@ -224,3 +224,30 @@ def test_a_table_built_in_one_transaction_writes_its_rows_once_not_also_to_the_w
                                  "pg_wal_lsn_diff(pg_current_wal_insert_lsn(), %s)", (before,)).fetchone()
     assert size > 10_000_000
     assert wal < size / 10, f"{wal} bytes of WAL for a {size}-byte table"
+
+
+def test_a_new_home_takes_the_default_port_so_dbt_keeps_its_parse_state(server, monkeypatch):
+    """dbt's saved parse state is only reused for the same host and port: fresh homes share one port."""
+    from adpipeline.warehouse import embedded
+
+    with socket.socket() as s:  # a port known to be free now stands in for DEFAULT_PORT
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    monkeypatch.setattr(embedded, "DEFAULT_PORT", free)
+    assert conninfo_to_dict(server.ensure_started())["port"] == str(free)
+
+
+def test_a_new_home_whose_default_port_is_taken_at_start_gets_another(server, monkeypatch):
+    """Taken before the check, or between the check and Postgres' own bind: the server starts elsewhere."""
+    from adpipeline.warehouse import embedded
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        monkeypatch.setattr(embedded, "DEFAULT_PORT", taken)
+        monkeypatch.setattr(EmbeddedServer, "_preferred_port", lambda self: taken)  # the check saw it free
+        url = server.ensure_started()
+    assert conninfo_to_dict(url)["port"] != str(taken)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

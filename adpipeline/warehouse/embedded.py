@@ -46,6 +46,10 @@ PIPELINE_ROLE = "adpipeline"  # what every DSN handed out connects as: owns DATA
 # Postgres refuses to run as root; as root we run it as this OS user (created on first use).
 SERVER_OS_USER = "embedded_postgres"
 START_TIMEOUT_S = 60
+# The port a new home's server tries first (then any free one). dbt re-parses the whole project when the
+# connection differs from its saved parse state (its partial-parse check hashes host and port), so homes on
+# one port share that state: a fresh demo parses partially instead of fully.
+DEFAULT_PORT = 55432
 # Ours, whole: a password for every connection. Any other content (initdb's trust default before issue 24) is
 # replaced on the next start.
 PG_HBA = """# written by adpipeline: every connection needs the password (see adpipeline/warehouse/embedded.py)
@@ -159,6 +163,20 @@ class EmbeddedServer:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb()
         port = self._preferred_port()
+        try:
+            self._launch(port)
+        except WarehouseError:
+            if port != DEFAULT_PORT:
+                raise
+            port = _free_port()  # another new home's server took it between our check and the start
+            (self.root / "port").write_text(str(port))
+            self._launch(port)
+        port = self.running_port(wait_s=START_TIMEOUT_S)
+        if port is None:
+            raise WarehouseError(f"embedded Postgres did not become ready; see {self.logfile}")
+        return port
+
+    def _launch(self, port: int) -> None:
         # wal_level=minimal: a local server has no replicas or WAL archive to feed, and it lets a table built
         # in one transaction (every dbt table model, CREATE TABLE AS) skip the WAL: fsynced once at commit,
         # not written twice. Crash safety is unchanged.
@@ -171,17 +189,13 @@ class EmbeddedServer:
         except WarehouseError as exc:
             tail = self.logfile.read_text()[-2000:] if self.logfile.exists() else ""
             raise WarehouseError(f"embedded Postgres failed to start: {exc}\n{tail}") from None
-        port = self.running_port(wait_s=START_TIMEOUT_S)
-        if port is None:
-            raise WarehouseError(f"embedded Postgres did not become ready; see {self.logfile}")
-        return port
 
     def _preferred_port(self) -> int:
         """The last port used if it is still free (a stable DSN for psql/BI tools, the webserver, the daemon and
-        run workers), else a free one."""
+        run workers); for a new home DEFAULT_PORT if free; else a free one."""
         remembered = self.root / "port"
         try:
-            port = int(remembered.read_text())
+            port = int(remembered.read_text()) if remembered.exists() else DEFAULT_PORT
             with socket.socket() as s:
                 # as Postgres binds: the connections of the previous server in TIME_WAIT do not make it busy
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
