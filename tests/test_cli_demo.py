@@ -9,6 +9,7 @@ import subprocess
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -149,3 +150,39 @@ def test_the_demo_loads_a_day_that_has_started_for_every_account_and_property_at
             assert started <= now, (hour, key, zone)
         # ...and it is the newest such day in the reporting time zone: the day before the one running there
         assert day == now.astimezone(ZoneInfo(config.reporting_timezone)).date() - timedelta(days=1), (hour, key)
+
+
+def _sessions(url: str, database: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()[0]
+
+
+def test_the_demos_instance_holds_its_postgres_connections_instead_of_one_per_read_or_write(warehouse_url, tmp_path):
+    """Dagster's Postgres storage connects anew for every read and write unless told otherwise: the demo's
+    runs (53 one-query check steps, thousands of events) paid a connect per event."""
+    from dagster import DagsterInstance
+
+    from adpipeline.demo import hold_connections
+
+    database = "demo_pool_test"
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    # psycopg2, as the demo's instance URL (`embedded.dagster_storage_url`): Dagster's storage is written for it
+    url = urlunsplit(urlsplit(warehouse_url)._replace(scheme="postgresql+psycopg2", path=f"/{database}"))
+    storage = {"storage": {"postgres": {"postgres_url": url}}}  # as the demo's (adpipeline.stack.STORAGE)
+
+    def connections_for(reads: int, hold: bool) -> int:
+        home = tmp_path / f"home-{hold}"
+        home.mkdir()
+        (home / "dagster.yaml").write_text(json.dumps(storage))  # YAML is a superset of JSON
+        with DagsterInstance.from_config(str(home)) as instance:
+            if hold:
+                hold_connections(instance)
+            before = _sessions(warehouse_url, database)
+            for _ in range(reads):
+                instance.get_runs(limit=1)
+            return _sessions(warehouse_url, database) - before
+
+    assert connections_for(20, hold=False) >= 20  # Dagster's default: one connection each
+    assert connections_for(20, hold=True) <= 2

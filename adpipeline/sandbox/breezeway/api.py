@@ -72,7 +72,6 @@ class BreezewayEmulation:
         self.key = hashlib.sha256(f"{state.seed}:breezeway-jwt".encode()).digest()
         start = state.clock.start
         self.anchor: date = start.astimezone(timezone.utc).date()
-        self._matches: OrderedDict[tuple, list[Stay]] = OrderedDict()
 
     # ---- state --------------------------------------------------------------------------------
 
@@ -275,21 +274,36 @@ class BreezewayEmulation:
         return JSONResponse(_envelope(rows, limit, page, len(matches)))
 
     def _matching_stays(self, company: Company, filters: dict[str, Any], now: datetime) -> list[Stay]:
-        key = (company.id, tuple(sorted((k, str(v)) for k, v in filters.items())), now, self.store.get("version", 0))
+        """The stays a listing matches at `now`. The answer only changes at a stay's next event (created,
+        changed, deleted) or with a scripted change (which bumps the version), so it is kept, per filter,
+        until the earliest such moment: with a running clock every page of one pull is served from one scan."""
+        key = (company.id, tuple(sorted((k, str(v)) for k, v in filters.items())), self.store.get("version", 0))
         with self.lock:
-            if key in self._matches:
-                self._matches.move_to_end(key)
-                return self._matches[key]
+            cache = self.store.setdefault("matches", OrderedDict())  # in the store: emptied by a reset
+            hit = cache.get(key)
+            if hit is not None and hit[0] <= now < hit[1]:
+                cache.move_to_end(key)
+                return hit[2]
         overrides = self.overrides()
         properties = filters.pop("property_id", None)
+        deletions = bool(self.deleted() or self.store.get("vanish"))
+        upcoming = [when for when in self.deleted().values() if when > now]  # a clock set back before them
+        upcoming += [at for *_, at in self.store.get("vanish", ()) if at > now]
+        upcoming += [when for changes in overrides.values() for when, _ in changes if when > now]
         found = []
         for stay in self.data(company.id).stays:
-            if not stay.visible(now) or self.is_deleted("reservation", stay.id, now):
+            if not stay.visible(now):
+                upcoming.append(stay.created_at)
+                continue
+            n = stay.changes_until(now)
+            if n < len(stay.changes):
+                upcoming.append(stay.changes[n])
+            if deletions and self.is_deleted("reservation", stay.id, now):
                 continue
             if properties is not None and stay.property_id not in properties:
                 continue
             values = {"checkin_date": stay.checkin, "checkout_date": stay.checkout, "created_at": stay.created_at,
-                      "updated_at": stay.updated_at(now)}
+                      "updated_at": stay.changes[n - 1] if n else stay.created_at}
             for when, changes in overrides.get(stay.id, ()):
                 if when <= now:
                     if "updated_at" in changes:  # scripted: an upstream clock that lies
@@ -302,9 +316,10 @@ class BreezewayEmulation:
             if all(OPS[op](values[field], bound) for (field, op), bound in filters.items()):
                 found.append(stay)
         with self.lock:
-            self._matches[key] = found
-            while len(self._matches) > 64:
-                self._matches.popitem(last=False)
+            cache[key] = (now, min(upcoming, default=datetime.max.replace(tzinfo=timezone.utc)), found)
+            cache.move_to_end(key)
+            while len(cache) > 64:
+                cache.popitem(last=False)
         return found
 
     def task_list(self, request: Request, company: Company) -> Response:
