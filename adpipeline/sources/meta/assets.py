@@ -263,7 +263,9 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
     return insights
 
 
-READ_AHEAD_PAGES = 16
+# pages queued per window: enough to overlap fetching with loading; with 2 windows per call slot a deeper queue
+# only holds more rows in memory (a page is up to page_limit parsed rows)
+READ_AHEAD_PAGES = 4
 WINDOWS_PER_CALL_SLOT = 2
 
 
