@@ -137,7 +137,7 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "adpipeline.definitions",
                "--select", "meta/ads_insights,meta/account_insights",
                "--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"]
-    started = time.perf_counter()
+    started, launched = time.perf_counter(), time.time()
     out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if out.returncode != 0:
@@ -152,7 +152,30 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
     step_seconds = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
                        for n, unit in re.findall(r"([0-9.]+)(ms|h|m|s)", step.group(1))) if step else None
     return {"rows": rows, "seconds": seconds, "failed_scopes": failed, "child_rss_mb": children_rss_mb(),
-            "step_seconds": step_seconds}
+            "step_seconds": step_seconds, "parts": run_parts(launched, launched + seconds)}
+
+
+def run_parts(launched: float, ended: float) -> dict[str, float]:
+    """Where the run's time went, from its event log (the latest run of the instance): the code-location load
+    before Dagster's first event, the run's creation (a planned event per asset partition), the insights step
+    until its first output (the windows), its outputs (a materialization per asset partition), the checks."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = [(e.timestamp, e.dagster_event.event_type_value, e.dagster_event.step_key)
+                  for e in instance.all_logs(run.run_id) if e.dagster_event]
+
+    def at(kind: str, step: str | None = None, last: bool = False) -> float:
+        found = [t for t, k, s in events if k == kind and (step is None or s == step)]
+        return found[-1] if last else found[0]
+
+    first, run_start = events[0][0], at("PIPELINE_START")
+    step_start, outputs_start = at("STEP_START", "meta_insights"), at("STEP_OUTPUT", "meta_insights")
+    step_end, run_end = at("STEP_SUCCESS", "meta_insights"), at("PIPELINE_SUCCESS")
+    return {"load": first - launched, "planned": run_start - first, "start": step_start - run_start,
+            "windows": outputs_start - step_start, "outputs": step_end - outputs_start, "checks": run_end - step_end,
+            "exit": ended - run_end}
 
 
 def phase_copy() -> dict:
@@ -363,6 +386,9 @@ def report(shape: Shape, results: dict[str, dict], dlt_python: str | None) -> No
     if "sequential" in results:
         line += f"; {rate(pipeline) / rate(results['sequential']):.1f}x the sequential client"
     print(line)
+    if pipeline.get("parts"):
+        print(f"{label}: where the {pipeline['seconds']:.1f} s went: " + ", ".join(
+            f"{name} {value:.1f} s" for name, value in pipeline["parts"].items()))
     if pipeline.get("step_seconds"):
         print(f"{label}: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
               f"({pipeline['rows'] / pipeline['step_seconds']:,.0f} rows/s inside the step)")
