@@ -259,11 +259,12 @@ def process_cpu(pid: int | None) -> float:
     return total
 
 
-def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None) -> dict:
+def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None,
+              env: dict[str, str] | None = None) -> dict:
     before = {k: process_cpu(pid) for k, pid in (watch or {}).items()}
     load = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--phase", name, *args], capture_output=True, text=True,
-                         cwd=PROJECT, env=os.environ.copy())
+                         cwd=PROJECT, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -295,7 +296,8 @@ def truncate(url: str) -> None:
         conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'meta' AND entity = 'ads_insights'")
 
 
-def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline: Path | None) -> None:
+def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline: Path | None,
+              baseline_env: dict[str, str] | None = None) -> None:
     """The phases in rounds, so that every ratio compares figures taken at about the same load: each pipeline
     run (this checkout's, then `baseline`'s) has the serve ceiling measured just before it and the COPY ceiling
     just after it (on the rows it loaded); the serve ceiling is measured once more at the end, and the
@@ -321,24 +323,24 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
         postmaster = server.postmaster()[0] if server is not None else None
         watch = {"sandbox": sandbox._proc.pid if sandbox._proc else None, "postgres": postmaster}
 
-        def phase(name: str, *args: str) -> dict:
+        def phase(name: str, *args: str, env: dict[str, str] | None = None) -> dict:
             before = sandbox.admin.requests()["total"]
-            result = run_phase(name, *args, watch=watch)
+            result = run_phase(name, *args, watch=watch, env=env)
             result["api_calls"] = sandbox.admin.requests()["total"] - before
             return result
 
         def throttled() -> int:
             return sandbox.admin._call("GET", "/meta/usage").get("throttled_responses") or 0
 
-        codes = [("pipeline", PROJECT), *([("baseline", baseline)] if baseline else [])]
-        for i, (label, code) in enumerate(codes):
+        codes = [("pipeline", PROJECT, {}), *([("baseline", baseline, baseline_env or {})] if baseline else [])]
+        for i, (label, code, env) in enumerate(codes):
             results: dict[str, dict] = {}
             truncate(url)
             results["serve"] = phase("serve", graph_url, accounts, day_list)
             before = throttled()
-            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list)
+            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list, env=env)
             results[label]["throttled"] = throttled() - before
-            results[label]["code"] = str(code)
+            results[label]["code"] = " ".join([str(code), *(f"{k}={v}" for k, v in env.items())])
             results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
             if i == 0 and shape.latency:
                 results["sequential"] = phase("sequential", graph_url, accounts, day_list)
@@ -406,6 +408,9 @@ def main() -> None:
     parser.add_argument("--dlt-python", default=DLT_PYTHON, help="python of a venv with dlt[postgres]")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. main): its pipeline runs too, in its "
                         "own round, for a before/after in one run")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment for the baseline round's dagster process only (e.g. --baseline DIR of "
+                        "this checkout with a Dagster setting, for an A/B of the setting)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -443,7 +448,8 @@ def main() -> None:
         prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
         ensure_manifest()
         for shape in shapes:
-            run_shape(shape, home, server, dlt_python, options.baseline)
+            run_shape(shape, home, server, dlt_python, options.baseline,
+                      dict(item.split("=", 1) for item in options.baseline_env))
     finally:
         if server is not None:
             server.stop()
