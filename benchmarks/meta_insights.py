@@ -347,9 +347,10 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
             if i == 0 and dlt_python:
                 results["dlt"] = phase("dlt", dlt_python, graph_url, accounts, day_list)
             rounds.append(results)
+            if i < len(codes) - 1:  # printed as soon as it ends: a long run cut short still says something
+                report(shape, results, dlt_python)
         rounds[-1]["serve (end)"] = phase("serve", graph_url, accounts, day_list)
-    for results in rounds:
-        report(shape, results, dlt_python)
+    report(shape, rounds[-1], dlt_python)
     if baseline:
         new, old = rounds[0]["pipeline"], rounds[1]["baseline"]
         print(f"{shape.name}: this checkout {new['seconds']:.1f} s end to end (step {new.get('step_seconds') or 0:.1f} s) "
