@@ -347,10 +347,10 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
             if i == 0 and dlt_python:
                 results["dlt"] = phase("dlt", dlt_python, graph_url, accounts, day_list)
             rounds.append(results)
-            if i < len(codes) - 1:  # printed as soon as it ends: a long run cut short still says something
-                report(shape, results, dlt_python)
-        rounds[-1]["serve (end)"] = phase("serve", graph_url, accounts, day_list)
-    report(shape, rounds[-1], dlt_python)
+            report(shape, results, dlt_python)  # printed as soon as it ends: a long run cut short still says something
+        end = phase("serve", graph_url, accounts, day_list)
+        print(f"serve (end): {end['rows']:,} rows in {end['seconds']:.1f} s = {end['rows'] / end['seconds']:,.0f} rows/s, "
+              f"load {end['load'][0]:.1f} -> {end['load'][1]:.1f}", flush=True)
     if baseline:
         new, old = rounds[0]["pipeline"], rounds[1]["baseline"]
         print(f"{shape.name}: this checkout {new['seconds']:.1f} s end to end (step {new.get('step_seconds') or 0:.1f} s) "
@@ -395,7 +395,7 @@ def report(shape: Shape, results: dict[str, dict], dlt_python: str | None) -> No
     if pipeline.get("step_seconds"):
         print(f"{label}: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
               f"({pipeline['rows'] / pipeline['step_seconds']:,.0f} rows/s inside the step)")
-    print(f"sandbox throttled responses during the {label} run: {pipeline['throttled']}")
+    print(f"sandbox throttled responses during the {label} run: {pipeline['throttled']}", flush=True)
     if pipeline.get("failed_scopes"):
         print(f"WARNING: {pipeline['failed_scopes']} sync-log rows not 'success'")
 
