@@ -137,7 +137,7 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
     command = [str(Path(sys.executable).with_name("dagster")), "asset", "materialize", "-m", "adpipeline.definitions",
                "--select", "meta/ads_insights,meta/account_insights",
                "--partition-range", f"{days[0].isoformat()}...{days[-1].isoformat()}"]
-    started = time.perf_counter()
+    started, launched = time.perf_counter(), time.time()
     out = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if out.returncode != 0:
@@ -152,7 +152,30 @@ def phase_pipeline(graph_url: str, clock_url: str, config: str, days: list[date]
     step_seconds = sum(float(n) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
                        for n, unit in re.findall(r"([0-9.]+)(ms|h|m|s)", step.group(1))) if step else None
     return {"rows": rows, "seconds": seconds, "failed_scopes": failed, "child_rss_mb": children_rss_mb(),
-            "step_seconds": step_seconds}
+            "step_seconds": step_seconds, "parts": run_parts(launched, launched + seconds)}
+
+
+def run_parts(launched: float, ended: float) -> dict[str, float]:
+    """Where the run's time went, from its event log (the latest run of the instance): the code-location load
+    before Dagster's first event, the run's creation (a planned event per asset partition), the insights step
+    until its first output (the windows), its outputs (a materialization per asset partition), the checks."""
+    import dagster as dg
+
+    with dg.DagsterInstance.get() as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = [(e.timestamp, e.dagster_event.event_type_value, e.dagster_event.step_key)
+                  for e in instance.all_logs(run.run_id) if e.dagster_event]
+
+    def at(kind: str, step: str | None = None, last: bool = False) -> float:
+        found = [t for t, k, s in events if k == kind and (step is None or s == step)]
+        return found[-1] if last else found[0]
+
+    first, run_start = events[0][0], at("PIPELINE_START")
+    step_start, outputs_start = at("STEP_START", "meta_insights"), at("STEP_OUTPUT", "meta_insights")
+    step_end, run_end = at("STEP_SUCCESS", "meta_insights"), at("PIPELINE_SUCCESS")
+    return {"load": first - launched, "planned": run_start - first, "start": step_start - run_start,
+            "windows": outputs_start - step_start, "outputs": step_end - outputs_start, "checks": run_end - step_end,
+            "exit": ended - run_end}
 
 
 def phase_copy() -> dict:
@@ -236,11 +259,12 @@ def process_cpu(pid: int | None) -> float:
     return total
 
 
-def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None) -> dict:
+def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None,
+              env: dict[str, str] | None = None) -> dict:
     before = {k: process_cpu(pid) for k, pid in (watch or {}).items()}
     load = os.getloadavg()[0]
     out = subprocess.run([sys.executable, __file__, "--phase", name, *args], capture_output=True, text=True,
-                         cwd=PROJECT, env=os.environ.copy())
+                         cwd=PROJECT, env={**os.environ, **(env or {})})
     if out.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     result = json.loads(out.stdout.strip().splitlines()[-1])
@@ -272,7 +296,8 @@ def truncate(url: str) -> None:
         conn.execute("DELETE FROM ops.etl_sync_log WHERE source = 'meta' AND entity = 'ads_insights'")
 
 
-def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline: Path | None) -> None:
+def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline: Path | None,
+              baseline_env: dict[str, str] | None = None) -> None:
     """The phases in rounds, so that every ratio compares figures taken at about the same load: each pipeline
     run (this checkout's, then `baseline`'s) has the serve ceiling measured just before it and the COPY ceiling
     just after it (on the rows it loaded); the serve ceiling is measured once more at the end, and the
@@ -298,33 +323,34 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
         postmaster = server.postmaster()[0] if server is not None else None
         watch = {"sandbox": sandbox._proc.pid if sandbox._proc else None, "postgres": postmaster}
 
-        def phase(name: str, *args: str) -> dict:
+        def phase(name: str, *args: str, env: dict[str, str] | None = None) -> dict:
             before = sandbox.admin.requests()["total"]
-            result = run_phase(name, *args, watch=watch)
+            result = run_phase(name, *args, watch=watch, env=env)
             result["api_calls"] = sandbox.admin.requests()["total"] - before
             return result
 
         def throttled() -> int:
             return sandbox.admin._call("GET", "/meta/usage").get("throttled_responses") or 0
 
-        codes = [("pipeline", PROJECT), *([("baseline", baseline)] if baseline else [])]
-        for i, (label, code) in enumerate(codes):
+        codes = [("pipeline", PROJECT, {}), *([("baseline", baseline, baseline_env or {})] if baseline else [])]
+        for i, (label, code, env) in enumerate(codes):
             results: dict[str, dict] = {}
             truncate(url)
             results["serve"] = phase("serve", graph_url, accounts, day_list)
             before = throttled()
-            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list)
+            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list, env=env)
             results[label]["throttled"] = throttled() - before
-            results[label]["code"] = str(code)
+            results[label]["code"] = " ".join([str(code), *(f"{k}={v}" for k, v in env.items())])
             results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
             if i == 0 and shape.latency:
                 results["sequential"] = phase("sequential", graph_url, accounts, day_list)
             if i == 0 and dlt_python:
                 results["dlt"] = phase("dlt", dlt_python, graph_url, accounts, day_list)
             rounds.append(results)
-        rounds[-1]["serve (end)"] = phase("serve", graph_url, accounts, day_list)
-    for results in rounds:
-        report(shape, results, dlt_python)
+            report(shape, results, dlt_python)  # printed as soon as it ends: a long run cut short still says something
+        end = phase("serve", graph_url, accounts, day_list)
+        print(f"serve (end): {end['rows']:,} rows in {end['seconds']:.1f} s = {end['rows'] / end['seconds']:,.0f} rows/s, "
+              f"load {end['load'][0]:.1f} -> {end['load'][1]:.1f}", flush=True)
     if baseline:
         new, old = rounds[0]["pipeline"], rounds[1]["baseline"]
         print(f"{shape.name}: this checkout {new['seconds']:.1f} s end to end (step {new.get('step_seconds') or 0:.1f} s) "
@@ -363,10 +389,13 @@ def report(shape: Shape, results: dict[str, dict], dlt_python: str | None) -> No
     if "sequential" in results:
         line += f"; {rate(pipeline) / rate(results['sequential']):.1f}x the sequential client"
     print(line)
+    if pipeline.get("parts"):
+        print(f"{label}: where the {pipeline['seconds']:.1f} s went: " + ", ".join(
+            f"{name} {value:.1f} s" for name, value in pipeline["parts"].items()))
     if pipeline.get("step_seconds"):
         print(f"{label}: the meta_insights step took {pipeline['step_seconds']:.1f} s of {pipeline['seconds']:.1f} s "
               f"({pipeline['rows'] / pipeline['step_seconds']:,.0f} rows/s inside the step)")
-    print(f"sandbox throttled responses during the {label} run: {pipeline['throttled']}")
+    print(f"sandbox throttled responses during the {label} run: {pipeline['throttled']}", flush=True)
     if pipeline.get("failed_scopes"):
         print(f"WARNING: {pipeline['failed_scopes']} sync-log rows not 'success'")
 
@@ -380,6 +409,9 @@ def main() -> None:
     parser.add_argument("--dlt-python", default=DLT_PYTHON, help="python of a venv with dlt[postgres]")
     parser.add_argument("--baseline", type=Path, help="another checkout (e.g. main): its pipeline runs too, in its "
                         "own round, for a before/after in one run")
+    parser.add_argument("--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="environment for the baseline round's dagster process only (e.g. --baseline DIR of "
+                        "this checkout with a Dagster setting, for an A/B of the setting)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     options = parser.parse_args()
@@ -417,7 +449,8 @@ def main() -> None:
         prepare_dagster_home(Path(os.environ["DAGSTER_HOME"]))
         ensure_manifest()
         for shape in shapes:
-            run_shape(shape, home, server, dlt_python, options.baseline)
+            run_shape(shape, home, server, dlt_python, options.baseline,
+                      dict(item.split("=", 1) for item in options.baseline_env))
     finally:
         if server is not None:
             server.stop()

@@ -256,6 +256,22 @@ def test_a_second_concurrent_sync_of_the_same_scope_is_refused(warehouse_url, ta
                 pass
 
 
+def test_a_window_overlapping_a_running_one_is_refused_and_the_days_it_does_not_share_go_on(warehouse_url, table):
+    # the days' locks are taken in one statement: one day held elsewhere refuses the whole window, and the days
+    # it does not share go on meanwhile
+    first, second, third = date(2026, 11, 1), date(2026, 11, 2), date(2026, 11, 3)
+    common = {"source": "t_meta", "scope": "act_9", "entity": table.qualified, "url": warehouse_url}
+    with sync_days(days={second: "restatement"}, **common):
+        with pytest.raises(SyncInProgress):
+            with sync_days(days={first: "restatement", second: "restatement", third: "restatement"}, **common):
+                pass
+        with sync_days(days={first: "restatement", third: "restatement"}, **common) as s:
+            s.load(table, rows_for("act_9", [1, 3], ["a"]),
+                   replace_scope={"account_id": "act_9", "date": (first, third)})
+    with sync_days(days={first: "restatement", second: "restatement", third: "restatement"}, **common):
+        pass
+
+
 def test_running_row_of_a_killed_run_is_failed_by_the_next_attempt(warehouse_url, conn):
     # A separate process starts a sync and is killed (SIGKILL) in the middle of it.
     script = textwrap.dedent(f"""

@@ -157,21 +157,28 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
     locked: list[str] = []
     conn = connect(url)
     try:
-        for key in keys:
-            if not _try_lock(conn, key):
-                raise SyncInProgress(
-                    f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
-                )
-            locked.append(key)
+        # the days' locks in one round trip (a window has up to a week of days; every statement below is
+        # one round trip per window, not per day)
+        got = conn.execute("SELECT k, pg_try_advisory_lock(hashtextextended(k, 0))"
+                           " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", (keys,)).fetchall()
+        locked = [key for key, ok in got if ok]
+        if len(locked) < len(keys):
+            raise SyncInProgress(
+                f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
+            )
         fail_abandoned(conn, source, scope, entity)
         # one clock reading per transaction, not per day: the days start and end together, and a followed clock
         # (the sandbox's) is an HTTP call each time: sampling found them the insights step's largest cost
         started = clock.now()
-        ids = [conn.execute(
-            "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
-            " dagster_run_id, started_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s) RETURNING id",
-            (source, scope, entity, sync_type, start, end, run_id, started),
-        ).fetchone()[0] for (start, end), sync_type in windows.items()]
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO ops.etl_sync_log (source, scope, entity, sync_type, status, window_start, window_end,"
+                " dagster_run_id, started_at) VALUES (%s, %s, %s, %s, 'running', %s, %s, %s, %s) RETURNING id",
+                [(source, scope, entity, sync_type, start, end, run_id, started)
+                 for (start, end), sync_type in windows.items()], returning=True)
+            ids = [cur.fetchone()[0]]
+            while cur.nextset():
+                ids.append(cur.fetchone()[0])
         conn.commit()
         handle = Sync(conn=conn, id=ids[0], source=source, scope=scope, entity=entity, split_by=split_by)
         try:
@@ -181,33 +188,35 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
                 raise RunNoLongerOwner(f"{source} {scope} {entity}: not committed, {refused}")
             calls = api_calls() if api_calls else handle.api_calls
             finished = clock.now()
+            done = []
             for i, (row_id, (start, _)) in enumerate(zip(ids, windows)):
                 r = handle.result.parts.get(start, LoadResult()) if split_by else handle.result
-                conn.execute(
+                done.append(("partial" if handle.partial else "success", finished, r.processed, r.inserted,
+                             r.updated, r.deleted, calls if i == 0 else 0,
+                             handle.partial and _redacted(handle.partial), row_id))
+            with conn.cursor() as cur:
+                cur.executemany(
                     "UPDATE ops.etl_sync_log SET status = %s, finished_at = %s, records_processed = %s,"
                     " records_inserted = %s, records_updated = %s, records_deleted = %s, api_calls = %s, error = %s"
-                    " WHERE id = %s",
-                    ("partial" if handle.partial else "success", finished, r.processed, r.inserted, r.updated,
-                     r.deleted, calls if i == 0 else 0, handle.partial and _redacted(handle.partial), row_id),
-                )
+                    " WHERE id = %s", done)
             conn.commit()
         except BaseException as exc:
             conn.rollback()
             calls = api_calls() if api_calls else handle.api_calls
             finished = clock.now()
-            for i, row_id in enumerate(ids):
-                conn.execute(
+            with conn.cursor() as cur:
+                cur.executemany(
                     "UPDATE ops.etl_sync_log SET status = 'failed', finished_at = %s, api_calls = %s, error = %s"
-                    " WHERE id = %s",
-                    (finished, calls if i == 0 else 0, _describe(exc), row_id),
-                )
+                    " WHERE id = %s", [(finished, calls if i == 0 else 0, _describe(exc), row_id)
+                                       for i, row_id in enumerate(ids)])
             conn.commit()
             raise
     finally:
         if not conn.closed:
             conn.rollback()
-            for key in locked:
-                _unlock(conn, key)
+            if locked:
+                conn.execute("SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k",
+                             (locked,))
             conn.commit()
             conn.close()
 

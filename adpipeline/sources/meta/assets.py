@@ -243,8 +243,10 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
                         blocked[account.id] = error
                     return outcome
 
-            # windows of different accounts side by side (the client keeps the calls within the usage limits)
-            with in_parallel(max(1, meta.concurrency)) as submit:
+            # windows of different accounts side by side (the client keeps the calls within the usage limits and
+            # `concurrency` in flight); more windows than call slots, so that while one window opens or commits
+            # its transaction, another's calls hold the slot
+            with in_parallel(WINDOWS_PER_CALL_SLOT * max(1, meta.concurrency)) as submit:
                 for outcome in submit(run, interleaved(windows)):
                     if outcome is not None:
                         loaded["ads"] += outcome.ads
@@ -261,7 +263,10 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
     return insights
 
 
-READ_AHEAD_PAGES = 16
+# pages queued per window: enough to overlap fetching with loading; with 2 windows per call slot a deeper queue
+# only holds more rows in memory (a page is up to page_limit parsed rows)
+READ_AHEAD_PAGES = 4
+WINDOWS_PER_CALL_SLOT = 2
 
 
 def interleaved(windows: list[tuple[MetaAccount, list[date]]]) -> list[tuple[MetaAccount, list[date]]]:

@@ -32,8 +32,8 @@ class MetaResource(dg.ConfigurableResource):
     max_wait_seconds: float = 600.0  # per call; an account throttled for longer fails for this run
     retry_attempts: int = 5
     window_days: int = 7  # insights days fetched as one time_range and committed together, per account
-    concurrency: int = 4  # insights windows (so Graph calls) in flight at once for this API
-    concurrency_per_account: int = 2  # of which for one ad account
+    concurrency: int = 4  # Graph calls in flight at once for this API (insights opens twice as many windows)
+    concurrency_per_account: int = 2  # insights windows (so calls) at once for one ad account
     retry_base_delay: float = 1.0
 
     def base_url(self) -> str:
