@@ -123,6 +123,15 @@ def test_manifest_is_stale_when_missing_or_older_than_a_dbt_file(project_copy: D
     assert manifest_is_stale(project_copy)
 
 
+def test_a_manifest_stamped_in_the_future_is_stale(project_copy: DbtProject):
+    """Built under `faketime -f +100d`, its mtime is 100 days ahead: no edit of the next 100 days would be newer."""
+    project_copy.manifest_path.parent.mkdir(parents=True)
+    project_copy.manifest_path.write_text("{}")
+    ahead = time.time() + 100 * 86400
+    os.utime(project_copy.manifest_path, (ahead, ahead))
+    assert manifest_is_stale(project_copy)
+
+
 def test_a_rebuilt_manifest_keeps_the_yaml_config_of_singular_tests(project_copy: DbtProject):
     """After a macro edit the manifest is rebuilt; dbt's partial re-parse used to drop the singular test's
     YAML config (its `dagster.ref`), so the check silently left its asset."""

@@ -60,11 +60,14 @@ def _newest_source_mtime(project_dir: Path = DBT_PROJECT_DIR) -> float:
 
 
 def manifest_is_stale(project: DbtProject = dbt_project) -> bool:
-    """True when the manifest is missing or older than a file of the dbt project."""
+    """True when the manifest is missing, older than a file of the dbt project, or stamped in the future: one
+    built under a faked or skewed clock (`faketime -f +100d make test`) would otherwise look newer than every
+    edit for as long as the skew lasts."""
     manifest = project.manifest_path
     if not manifest.exists():
         return True
-    return manifest.stat().st_mtime < _newest_source_mtime(project.project_dir)
+    stamped = manifest.stat().st_mtime
+    return stamped < _newest_source_mtime(project.project_dir) or stamped > clock.system_now().timestamp()
 
 
 def ensure_manifest(project: DbtProject = dbt_project, *, force: bool = False) -> Path:
