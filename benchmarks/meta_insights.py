@@ -166,9 +166,8 @@ def run_parts(launched: float, ended: float) -> dict[str, float]:
         events = [(e.timestamp, e.dagster_event.event_type_value, e.dagster_event.step_key)
                   for e in instance.all_logs(run.run_id) if e.dagster_event]
 
-    def at(kind: str, step: str | None = None, last: bool = False) -> float:
-        found = [t for t, k, s in events if k == kind and (step is None or s == step)]
-        return found[-1] if last else found[0]
+    def at(kind: str, step: str | None = None) -> float:
+        return next(t for t, k, s in events if k == kind and (step is None or s == step))
 
     first, run_start = events[0][0], at("PIPELINE_START")
     step_start, outputs_start = at("STEP_START", "meta_insights"), at("STEP_OUTPUT", "meta_insights")

@@ -45,12 +45,15 @@ def _lock_key(source: str, scope: str, entity: str, window_start, window_end) ->
     return f"sync|{source}|{scope}|{entity}|{window_start}|{window_end}"
 
 
-def _try_lock(conn: psycopg.Connection, key: str) -> bool:
-    return conn.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,)).fetchone()[0]
+def _try_lock(conn: psycopg.Connection, keys: list[str]) -> list[str]:
+    """Try the keys' advisory locks in one round trip; the keys it got (all of them, or the sync must not run)."""
+    got = conn.execute("SELECT k, pg_try_advisory_lock(hashtextextended(k, 0))"
+                       " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", (keys,)).fetchall()
+    return [key for key, ok in got if ok]
 
 
-def _unlock(conn: psycopg.Connection, key: str) -> None:
-    conn.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+def _unlock(conn: psycopg.Connection, keys: list[str]) -> None:
+    conn.execute("SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k", (keys,))
 
 
 @dataclass
@@ -88,7 +91,7 @@ def fail_abandoned(conn: psycopg.Connection, source: str, scope: str, entity: st
     failed = 0
     for row_id, start, end, run_id in rows:
         key = _lock_key(source, scope, entity, start, end)
-        if not _try_lock(conn, key):
+        if not _try_lock(conn, [key]):
             continue  # its writer still holds the lock: a live sync
         try:
             conn.execute(
@@ -99,7 +102,7 @@ def fail_abandoned(conn: psycopg.Connection, source: str, scope: str, entity: st
             )
             failed += 1
         finally:
-            _unlock(conn, key)
+            _unlock(conn, [key])
     conn.commit()
     if failed:
         log.warning("%s %s %s: marked %d abandoned 'running' sync(s) as failed", source, scope, entity, failed)
@@ -159,9 +162,7 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
     try:
         # the days' locks in one round trip (a window has up to a week of days; every statement below is
         # one round trip per window, not per day)
-        got = conn.execute("SELECT k, pg_try_advisory_lock(hashtextextended(k, 0))"
-                           " FROM unnest(%s::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", (keys,)).fetchall()
-        locked = [key for key, ok in got if ok]
+        locked = _try_lock(conn, keys)
         if len(locked) < len(keys):
             raise SyncInProgress(
                 f"{source} {scope} {entity}: another sync of this scope and window is running; not starting a second"
@@ -215,8 +216,7 @@ def _attempt(source: str, scope: str, entity: str, windows: Mapping[tuple, str],
         if not conn.closed:
             conn.rollback()
             if locked:
-                conn.execute("SELECT pg_advisory_unlock(hashtextextended(k, 0)) FROM unnest(%s::text[]) AS k",
-                             (locked,))
+                _unlock(conn, locked)
             conn.commit()
             conn.close()
 

@@ -286,24 +286,19 @@ class BreezewayEmulation:
                 return hit[2]
         overrides = self.overrides()
         properties = filters.pop("property_id", None)
-        deletions = bool(self.deleted() or self.store.get("vanish"))
         upcoming = [when for when in self.deleted().values() if when > now]  # a clock set back before them
         upcoming += [at for *_, at in self.store.get("vanish", ()) if at > now]
         upcoming += [when for changes in overrides.values() for when, _ in changes if when > now]
         found = []
         for stay in self.data(company.id).stays:
-            if not stay.visible(now):
-                upcoming.append(stay.created_at)
-                continue
-            n = stay.changes_until(now)
-            if n < len(stay.changes):
-                upcoming.append(stay.changes[n])
-            if deletions and self.is_deleted("reservation", stay.id, now):
+            if (event := stay.next_event(now)) is not None:
+                upcoming.append(event)
+            if not stay.visible(now) or self.is_deleted("reservation", stay.id, now):
                 continue
             if properties is not None and stay.property_id not in properties:
                 continue
             values = {"checkin_date": stay.checkin, "checkout_date": stay.checkout, "created_at": stay.created_at,
-                      "updated_at": stay.changes[n - 1] if n else stay.created_at}
+                      "updated_at": stay.updated_at(now)}
             for when, changes in overrides.get(stay.id, ()):
                 if when <= now:
                     if "updated_at" in changes:  # scripted: an upstream clock that lies

@@ -99,6 +99,13 @@ class Stay:
         n = self.changes_until(now)
         return self.changes[n - 1] if n else self.created_at
 
+    def next_event(self, now: datetime) -> datetime | None:
+        """When this stay next appears or changes after `now` (None: never again)."""
+        if not self.visible(now):
+            return self.created_at
+        n = self.changes_until(now)
+        return self.changes[n] if n < len(self.changes) else None
+
 
 @dataclass(slots=True)
 class Property:

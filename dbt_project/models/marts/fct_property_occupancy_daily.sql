@@ -37,19 +37,13 @@ bounds as (
 -- what each stay adds from its check-in night and removes at its check-out; every home of a region starts
 -- a segment on the region's first day (a home without stays is one segment of zeros)
 changes as (
-    select property_key, checkin_date as day,
-        (stay_kind = 'guest' and not is_cancelled)::int as guest,
-        (stay_kind = 'owner' and not is_cancelled)::int as owner,
-        (stay_kind = 'block' and not is_cancelled)::int as block,
-        is_cancelled::int as cancelled
-    from reservations
-    union all
-    select property_key, checkout_date,
-        -(stay_kind = 'guest' and not is_cancelled)::int,
-        -(stay_kind = 'owner' and not is_cancelled)::int,
-        -(stay_kind = 'block' and not is_cancelled)::int,
-        -is_cancelled::int
-    from reservations
+    select r.property_key, e.day,
+        e.sign * (r.stay_kind = 'guest' and not r.is_cancelled)::int as guest,
+        e.sign * (r.stay_kind = 'owner' and not r.is_cancelled)::int as owner,
+        e.sign * (r.stay_kind = 'block' and not r.is_cancelled)::int as block,
+        e.sign * r.is_cancelled::int as cancelled
+    from reservations as r
+    cross join lateral (values (r.checkin_date, 1), (r.checkout_date, -1)) as e(day, sign)
     union all
     select p.property_key, b.first_day, 0, 0, 0, 0
     from properties as p
