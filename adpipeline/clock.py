@@ -32,6 +32,16 @@ _sleep_lock = threading.Lock()  # one frozen-clock advance at a time (see sleep)
 log = logging.getLogger(__name__)
 
 
+def _forget_sessions() -> None:
+    """In a forked child: sessions of its own. An inherited keep-alive socket is the parent's too, and two
+    processes reading one connection take each other's answers (ReadTimeout, ConnectionError, half a body)."""
+    global _local
+    _local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_sessions)
+
+
 class ClockUnavailable(RuntimeError):
     """The clock named by ADPIPELINE_CLOCK_URL did not answer."""
 
