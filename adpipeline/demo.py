@@ -103,6 +103,7 @@ def deferred_check_keys(defs: dg.Definitions) -> list[dg.AssetCheckKey]:
 @dataclass
 class Timings:
     steps: list[tuple[str, float]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # a line per failed step, for the console's last lines
 
     def add(self, label: str, seconds: float) -> None:
         self.steps.append((label, seconds))
@@ -205,8 +206,12 @@ def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterIn
     graph = defs.resolve_asset_graph()
     later = set(deferred)
 
-    def record(run_id: str, part: dict[str, AssetSummary]) -> None:
+    def record(run_id: str, success: bool, part: dict[str, AssetSummary], what: str) -> None:
         _merge(summary, part)
+        if not success:
+            for line in failure_lines(instance, run_id, what):
+                log.error("%s", line)
+                timings.failures.append(line)
         if log_file is not None:
             sys.stdout.flush()
             write_events(instance, run_id, log_file)
@@ -216,9 +221,10 @@ def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterIn
         label = ", ".join(k.to_user_string() for k in keys)
         partitions = demo_partition_keys(pdef)
         started, failed = time.monotonic(), 0
-        for run_id, success, part in _run_partitions(demo_job, instance, keys, checks, partitions):
+        outcomes = _run_partitions(demo_job, instance, keys, checks, partitions)
+        for partition, (run_id, success, part) in zip(partitions, outcomes):
             failed += 0 if success else 1
-            record(run_id, part)
+            record(run_id, success, part, f"batch {index + 1}" + (f", partition {partition}" if partition else ""))
         elapsed = time.monotonic() - started
         scope = f"{len(partitions)} partition(s)" if pdef is not None else "unpartitioned"
         log.info("batch %d/%d (%s; %s): %s in %.1f s", index + 1, len(batches), label, scope,
@@ -227,13 +233,25 @@ def _run_batches(demo_job: DemoJob, defs: dg.Definitions, instance: dg.DagsterIn
     if deferred:
         started = time.monotonic()
         [(run_id, success, part)] = _run_partitions(demo_job, instance, [], deferred, [None])
-        record(run_id, part)
+        record(run_id, success, part, "checks")
         elapsed = time.monotonic() - started
         log.info("checks (%d, once after every batch): %s in %.1f s", len(deferred),
                  "ok" if success else "FAILED", elapsed)
         timings.add(f"checks: {len(deferred)} evaluated once", elapsed)
         if not success:
             summary["(checks run)"].runs, summary["(checks run)"].failed_runs = 1, 1
+
+
+def failure_lines(instance: dg.DagsterInstance, run_id: str, what: str) -> list[str]:
+    """A failed run's failed steps, each with the first line of its error (the whole error is in the log file)."""
+    lines = []
+    for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE):
+        error = entry.dagster_event.step_failure_data.error
+        while error is not None and error.cause is not None:  # Dagster's wrapper -> the step's own exception
+            error = error.cause
+        first = next((line for line in (error.message if error else "").splitlines() if line.strip()), "failed")
+        lines.append(f"run {run_id[:8]} ({what}), step {entry.step_key}: {redact(first.strip())[:300]}")
+    return lines or [f"run {run_id[:8]} ({what}) failed before any step (see the log file)"]
 
 
 RunOutcome = tuple[str, bool, dict[str, "AssetSummary"]]  # run id, success, what the run did
@@ -366,15 +384,20 @@ def run_demo(keep_warehouse: bool = False) -> int:
         print()
         print(render_timings(timings, time.monotonic() - started))
         print()
-        failed_runs = sum(e.failed_runs for e in summary.values())
-        errors = sum(v == "ERROR" for e in summary.values() for v in e.checks.values())
+        failed_runs = len({line.split()[1] for line in timings.failures})  # "run <id> ...": runs, not assets
+        errored = [f"{name}: {check}" for name, e in sorted(summary.items())
+                   for check, verdict in sorted(e.checks.items()) if verdict == "ERROR"]
         # the DSN's password masked: `adpipeline warehouse url` prints it whole, for psql and BI tools
         print(f"warehouse: {redact(stack.warehouse_url)}" + (
             "  (`adpipeline warehouse url` prints it with its password)" if keep_warehouse or not stack.started_warehouse
             else "  (stopped again; `adpipeline demo --keep-warehouse` leaves it running)"))
         print(f"dagster runs recorded in {stack.dagster_home} (see them with `adpipeline dev`)")
-        if failed_runs or errors:
-            print(f"demo FAILED: {failed_runs} failed run(s), {errors} ERROR check(s)")
+        if failed_runs or errored:
+            # last, so that a CI log's tail says what broke
+            for line in timings.failures + [f"ERROR check {check}" for check in errored]:
+                print(f"  {line}")
+            print(f"demo FAILED: {failed_runs} failed run(s), {len(errored)} ERROR check(s); "
+                  f"every event: {log_file}")
             return 1
         print("demo OK")
         return 0

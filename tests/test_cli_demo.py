@@ -186,3 +186,27 @@ def test_the_demos_instance_holds_its_postgres_connections_instead_of_one_per_re
 
     assert connections_for(20, hold=False) >= 20  # Dagster's default: one connection each
     assert connections_for(20, hold=True) <= 2
+
+
+def test_a_failed_run_is_named_with_its_step_and_the_first_line_of_its_error_secrets_masked():
+    """The demo's last console lines say what broke (a CI log shows only its tail), not just how many failed."""
+    import dagster as dg
+
+    from adpipeline.demo import failure_lines
+
+    @dg.asset
+    def fine() -> None:
+        return None
+
+    @dg.asset(deps=[fine])
+    def breaks() -> None:
+        raise RuntimeError("region eu answered 500 with access_token=EAAverysecret123\nsecond line")
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        failed = dg.materialize([fine, breaks], instance=instance, raise_on_error=False)
+        ok = dg.materialize([fine], instance=instance)
+        [line] = failure_lines(instance, failed.run_id, "batch 1, partition eu")
+        assert line.startswith(f"run {failed.run_id[:8]} (batch 1, partition eu), step breaks: ")
+        assert "region eu answered 500" in line and "EAAverysecret123" not in line and "second line" not in line
+        assert failure_lines(instance, ok.run_id, "batch 2") == [
+            f"run {ok.run_id[:8]} (batch 2) failed before any step (see the log file)"]
