@@ -39,11 +39,12 @@ import re
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+
+from scratch import scratch_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
@@ -224,7 +225,7 @@ def phase_dlt(python: str, graph_url: str, accounts: list[str], days: list[date]
         conn.execute(f"DROP SCHEMA IF EXISTS {DLT_SCHEMA} CASCADE")
     spec = {"graph_url": graph_url, "token": DEMO_ACCESS_TOKEN, "accounts": accounts, "since": days[0].isoformat(),
             "until": days[-1].isoformat(), "dsn": url, "schema": DLT_SCHEMA,
-            "pipelines_dir": tempfile.mkdtemp(prefix="bench-dlt-")}
+            "pipelines_dir": scratch_dir("bench-dlt-")}
     started = time.perf_counter()
     out = subprocess.run([python, str(Path(__file__).with_name("dlt_meta.py"))], input=json.dumps(spec), text=True,
                          capture_output=True, env={**os.environ, "RUNTIME__LOG_LEVEL": "WARNING"})
@@ -435,7 +436,7 @@ def main() -> None:
         shapes = [Shape(s.name, s.extra_accounts, options.scale or s.scale, options.days or s.days,
                         options.latency if s.latency and options.latency is not None else s.latency) for s in shapes]
     dlt_python = options.dlt_python if Path(options.dlt_python).exists() else None
-    home = Path(tempfile.mkdtemp(prefix="adpipeline-bench-"))
+    home = Path(scratch_dir("adpipeline-bench-"))
     os.environ["ADPIPELINE_HOME"] = str(home)
     server = None
     if not os.environ.get(WAREHOUSE_URL_ENV):

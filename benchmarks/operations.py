@@ -28,9 +28,10 @@ import re
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_dir
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -58,11 +59,11 @@ def clean_env(home: Path) -> dict[str, str]:
 
 
 def bench_load(repeat: int) -> float:
-    env = clean_env(Path(tempfile.mkdtemp(prefix="bench-load-")))
+    env = clean_env(Path(scratch_dir("bench-load-")))
     floor = median_wall([str(BIN / "python"), "-c", "import dagster, dagster_dbt"], repeat, env)
     defs = median_wall([str(BIN / "python"), "-c", "import adpipeline.definitions"], repeat, env)
     validate = median_wall([str(BIN / "dagster"), "definitions", "validate"], repeat, env)
-    trivial = Path(tempfile.mkdtemp(prefix="bench-trivial-")) / "one_asset.py"
+    trivial = Path(scratch_dir("bench-trivial-")) / "one_asset.py"
     trivial.write_text("import dagster as dg\nimport dagster_dbt\n\n@dg.asset\ndef one(): ...\n\n"
                        "defs = dg.Definitions(assets=[one])\n")
     # from the file's own folder: in the project folder dagster also reads pyproject's [tool.dagster]
@@ -79,7 +80,7 @@ def bench_load(repeat: int) -> float:
 def checkout(rev: str) -> Path:
     """`rev`'s files (git archive) beside the project, with the project's built dbt manifest: its code runs on
     this venv (the folder comes first on sys.path), so both trees' figures come from one run."""
-    tree = Path(tempfile.mkdtemp(prefix=f"bench-{rev}-"))
+    tree = Path(scratch_dir(f"bench-{rev}-"))
     archive = subprocess.run(["git", "archive", rev], cwd=PROJECT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     target = tree / "dbt_project" / "target"
@@ -92,7 +93,7 @@ def checkout(rev: str) -> Path:
 def bench_load_against(rev: str, repeat: int) -> None:
     """The load figures of HEAD and of `rev`, interleaved (a shared machine's load then hits both alike)."""
     trees = {"HEAD": PROJECT, rev: checkout(rev)}
-    env = clean_env(Path(tempfile.mkdtemp(prefix="bench-load-")))
+    env = clean_env(Path(scratch_dir("bench-load-")))
     commands = {"import dagster, dagster_dbt": [str(BIN / "python"), "-c", "import dagster, dagster_dbt"],
                 "import adpipeline.definitions": [str(BIN / "python"), "-c", "import adpipeline.definitions"],
                 "dagster definitions validate": [str(BIN / "dagster"), "definitions", "validate"]}
@@ -112,7 +113,7 @@ def bench_load_against(rev: str, repeat: int) -> None:
 
 def run_demo_of(tree: Path) -> tuple[float, str, dict[str, float]]:
     """`adpipeline demo` of a tree's code on a fresh home: wall time, its verdict line and its own step times."""
-    env = {**clean_env(Path(tempfile.mkdtemp(prefix="bench-demo-"))), "PYTHONPATH": str(tree)}
+    env = {**clean_env(Path(scratch_dir("bench-demo-"))), "PYTHONPATH": str(tree)}
     started = time.perf_counter()
     done = subprocess.run([str(BIN / "python"), "-m", "adpipeline.cli", "demo"], cwd=tree, env=env,
                           capture_output=True, text=True)
@@ -149,7 +150,7 @@ def bench_jobs(load_seconds: float) -> None:
     from adpipeline.sources.meta.partitions import hourly_range, range_tags
     from adpipeline.stack import local_stack
 
-    os.environ.update(clean_env(Path(tempfile.mkdtemp(prefix="bench-jobs-"))))
+    os.environ.update(clean_env(Path(scratch_dir("bench-jobs-"))))
     for key in [k for k in os.environ if k.startswith(("DAGSTER_", "META_", "GA4_", "BREEZEWAY_"))]:
         del os.environ[key]
     with local_stack(sandbox=True) as stack:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -247,6 +248,7 @@ def dbt_target_dir() -> Iterator[str]:
         os.environ.pop("DBT_TARGET_PATH", None)
     else:
         os.environ["DBT_TARGET_PATH"] = saved
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
