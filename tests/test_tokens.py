@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -73,6 +74,35 @@ def test_key_file_is_generated_0600_and_keys_rotate(warehouse_url, warehouse_hom
     monkeypatch.setenv(KEY_ENV, base64.urlsafe_b64encode(os.urandom(32)).decode())
     with pytest.raises(TokenStoreError, match="not configured"):
         TokenStore(warehouse_url).get("t_rot", "x")
+
+
+def _key_of_a_racing_worker(path, start, answers):
+    from adpipeline.warehouse.tokens import _key_file
+
+    start.wait()
+    try:
+        answers.put(("key", _key_file(path)))
+    except Exception as error:  # noqa: BLE001 - the race's loser reports what it saw
+        answers.put(("error", repr(error)))
+
+
+def test_workers_that_start_together_on_a_new_home_all_get_the_one_key_none_a_half_written_one(tmp_path):
+    """CI: the demo's forked workers made the key file at once; one read it between create and write and failed
+    with 'a token key must be urlsafe base64 of 32 bytes'."""
+    context = multiprocessing.get_context("fork")
+    for round_ in range(15):
+        path = tmp_path / str(round_) / "token.key"
+        start, answers = context.Barrier(8), context.Queue()
+        workers = [context.Process(target=_key_of_a_racing_worker, args=(path, start, answers)) for _ in range(8)]
+        for worker in workers:
+            worker.start()
+        seen = [answers.get(timeout=30) for _ in workers]
+        for worker in workers:
+            worker.join(timeout=30)
+        assert [kind for kind, _ in seen] == ["key"] * 8, seen
+        assert {key for _, key in seen} == {base64.urlsafe_b64decode(path.read_text())}
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert sorted(p.name for p in path.parent.iterdir()) == ["token.key"]  # no drafts left behind
 
 
 def test_a_non_embedded_warehouse_requires_an_explicit_key(monkeypatch):

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,14 +98,14 @@ class EmbeddedServer:
 
     def dsn(self, port: int, database: str = "warehouse") -> str:
         """The pipeline's DSN (role `adpipeline`)."""
-        return f"postgresql://{PIPELINE_ROLE}:{_secret_file(self.pipeline_password_file)}@127.0.0.1:{port}/{database}"
+        return f"postgresql://{PIPELINE_ROLE}:{secret_file(self.pipeline_password_file)}@127.0.0.1:{port}/{database}"
 
     def admin_dsn(self, port: int, database: str = "postgres") -> str:
         return f"postgresql://postgres:{self.password()}@127.0.0.1:{port}/{database}"
 
     def password(self) -> str:
         """The superuser's password, generated on first use into a 0600 file; masked in logs from now on."""
-        return _secret_file(self.password_file)
+        return secret_file(self.password_file)
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -250,7 +251,7 @@ class EmbeddedServer:
                                  f"{self.password_file}): {exc}") from None
 
     def _ensure_pipeline_role(self, admin: psycopg.Connection) -> None:
-        password = _secret_file(self.pipeline_password_file)
+        password = secret_file(self.pipeline_password_file)
         exists = admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (PIPELINE_ROLE,)).fetchone()
         verb = "ALTER" if exists else "CREATE"
         try:
@@ -366,23 +367,26 @@ END $$;
 """
 
 
-def _secret_file(path: Path) -> str:
-    """A generated password in a 0600 file (created on first use, never replaced); masked in logs from now on."""
+def secret_file(path: Path, generate: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
+    """A generated secret in a 0600 file, created on first use and never replaced; masked in logs from now on.
+    Processes that start together (the demo's forked workers) race to create it: it is written whole to a draft,
+    then linked into place (atomic, and fails if another process got there first), so none reads half a secret."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        scratch = path.with_name(f"{path.name}.{os.getpid()}")
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(24))  # URL-safe: goes into the DSN as is
+        fd, draft = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
         try:
-            os.link(scratch, path)  # atomic, and never replaces a password another process wrote first
+            with os.fdopen(fd, "w") as f:
+                f.write(generate())  # the default is URL-safe: a password goes into the DSN as is
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(draft, path)
         except FileExistsError:
             pass
         finally:
-            scratch.unlink()
-    password = path.read_text().strip()
-    register_secret(password)
-    return password
+            os.unlink(draft)
+    secret = path.read_text().strip()
+    register_secret(secret)
+    return secret
 
 
 def default_server() -> EmbeddedServer:

@@ -33,7 +33,7 @@ from psycopg.rows import dict_row
 from adpipeline import clock
 from adpipeline.http.redact import register_secret
 from adpipeline.warehouse.db import connect
-from adpipeline.warehouse.embedded import adpipeline_home, is_embedded, warehouse_url
+from adpipeline.warehouse.embedded import adpipeline_home, is_embedded, secret_file, warehouse_url
 
 KEY_ENV = "ADPIPELINE_TOKEN_KEY"
 OLD_KEYS_ENV = "ADPIPELINE_TOKEN_KEYS_OLD"
@@ -101,14 +101,8 @@ class Keyring:
 
 
 def _key_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _decode_key(path.read_text(), str(path))
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
-    return _decode_key(path.read_text(), str(path))
+    """The embedded warehouse's key: made on first use, by whichever process gets there first."""
+    return _decode_key(secret_file(path, lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()), str(path))
 
 
 @dataclass
