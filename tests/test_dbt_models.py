@@ -27,6 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from adpipeline.config import get_config
 from adpipeline.sources.meta.partitions import range_tags
 from adpipeline.transform.assets import build_dbt_assets
+from adpipeline.transform.invocation import prepare_manifest
 from adpipeline.transform.project import DBT_PROJECT_DIR, ensure_manifest
 from adpipeline.transform.resources import dbt_environment, dbt_resource, environment
 from adpipeline.transform.source_freshness import build_source_freshness_checks
@@ -200,6 +201,7 @@ BACKFILL_ACCOUNT, BLOCKING_ACCOUNT = "act_900000000000008", "act_900000000000009
 BACKFILL_DAYS = [date(2026, 3, 1) + timedelta(days=i) for i in range(5)]
 BLOCKING_DAY = date(2026, 3, 20)
 PARSE_ACCOUNT, PARSE_DAYS = "act_900000000000010", [date(2026, 4, 1), date(2026, 4, 2)]
+FRESH_CLONE_ACCOUNT, FRESH_CLONE_DAY = "act_900000000000011", date(2026, 4, 10)
 
 
 def dagster_row(account: str, day: date, ad: str, spend: str) -> dict:
@@ -450,6 +452,23 @@ def test_partial_parsing_survives_runs_over_other_windows_with_one_invocation_ea
     assert reports[1][0].startswith("dbt build: parse partial;"), reports
     # and each run's window decided what it rebuilt: both days, as raw says
     assert mart_spend(conn, account) == dict.fromkeys(PARSE_DAYS, Decimal("7"))
+
+
+def test_the_first_run_after_the_stack_builds_the_manifest_does_not_parse_the_project_again(dagster_account,
+                                                                                          meta_daily_dbt):
+    """A fresh clone has no manifest: the stack's full parse that builds it, run as this warehouse's runs parse,
+    leaves their parse state, so the first run parses partially (it parsed fully: "saved manifest not found")."""
+    conn, account = dagster_account(FRESH_CLONE_ACCOUNT)
+    assets_def, resources = meta_daily_dbt
+    insert_insights(conn, [dagster_row(account, FRESH_CLONE_DAY, "a1", "7")])
+    prepare_manifest(resources["warehouse"].dsn(), get_config(), force=True)  # a rebuilt manifest: no state of it yet
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize([assets_def], resources=resources, partition_key=FRESH_CLONE_DAY.isoformat(),
+                                instance=instance)
+        assert result.success
+        reports = _dbt_build_reports(instance, result.run_id)
+    assert len(reports) == 1 and reports[0].startswith("dbt build: parse partial;"), reports
+    assert mart_spend(conn, account) == {FRESH_CLONE_DAY: Decimal("7")}
 
 
 def _fresh_warning(instance: dg.DagsterInstance, run_id: str) -> list[str]:

@@ -9,12 +9,15 @@ clone needs no preparation step, and a fresh manifest costs only a walk of the p
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from dagster_dbt import DbtProject
 from filelock import FileLock
@@ -70,11 +73,15 @@ def manifest_is_stale(project: DbtProject = dbt_project) -> bool:
     return stamped < _newest_source_mtime(project.project_dir) or stamped > clock.system_now().timestamp()
 
 
-def ensure_manifest(project: DbtProject = dbt_project, *, force: bool = False) -> Path:
+def ensure_manifest(project: DbtProject = dbt_project, *, force: bool = False, env: Mapping[str, str] | None = None,
+                    dbt_vars: Mapping[str, Any] | None = None,
+                    keep_state: Callable[[Path], None] | None = None) -> Path:
     """Build the manifest with `dbt parse` if it is missing or stale (or `force`); return its path.
 
     Safe to call from several processes at once: one parses under a file lock, the others wait and
-    find it fresh. Parsing does not connect to the warehouse.
+    find it fresh. Parsing does not connect to the warehouse. `env` and `dbt_vars` are those the runs will
+    use (invocation.prepare_manifest): then a parse, if one is needed, also leaves dbt's parse state of the
+    runs, handed to `keep_state` (the folder holding it) once the manifest is in place.
     """
     if not force and not manifest_is_stale(project):
         return project.manifest_path
@@ -82,28 +89,36 @@ def ensure_manifest(project: DbtProject = dbt_project, *, force: bool = False) -
     target.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target / ".manifest.lock"), timeout=600):
         if force or manifest_is_stale(project):
-            _parse(project, target)
+            _parse(project, target, env or {}, dbt_vars, keep_state)
     return project.manifest_path
 
 
-def _parse(project: DbtProject, target: Path) -> None:
+def _parse(project: DbtProject, target: Path, env: Mapping[str, str], dbt_vars: Mapping[str, Any] | None,
+           keep_state: Callable[[Path], None] | None) -> None:
     """`dbt parse` into a scratch folder, then move the artifacts in place: a process loading the
     definitions meanwhile reads the old manifest or the new one, never half a file."""
     from dagster_dbt import DbtCliResource
 
+    from adpipeline.transform.resources import environment  # it imports this module
+
     log.info("preparing the dbt manifest (dbt parse) of %s", project.project_dir)
     started = clock.system_now().timestamp()  # a file mtime: the host's clock
     scratch = Path(tempfile.mkdtemp(prefix=".parse-", dir=target))
+    args = ["parse", "--quiet", "--no-partial-parse"]
+    if dbt_vars is not None:
+        args += ["--vars", json.dumps(dbt_vars, sort_keys=True)]
     try:
         # A full parse: it runs only when a file changed, and dbt's partial re-parse of a changed project can
         # drop the YAML config of a singular test (seen with dbt-core 1.11: its dagster ref vanished).
-        DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(
-            ["parse", "--quiet", "--no-partial-parse"], target_path=scratch).wait()
+        with environment(env):
+            DbtCliResource(project_dir=project, dbt_executable=dbt_executable()).cli(args, target_path=scratch).wait()
         if not (scratch / "manifest.json").exists():
             raise ManifestMissingError(f"dbt parse wrote no manifest.json into {scratch}")
         os.replace(scratch / "manifest.json", project.manifest_path)
         # stamped with the parse's start: a file edited while dbt parsed still makes it stale
         os.utime(project.manifest_path, (started, started))
+        if keep_state is not None:
+            keep_state(scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
