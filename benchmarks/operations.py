@@ -15,7 +15,7 @@ user runs things (subprocesses of the venv's own commands):
   --load-against REV: only the load figures, of HEAD and of REV's files (git archive, on this venv), the
             commands interleaved so the machine's load hits both alike
   --demo-against REV: only the demo, of HEAD and of REV (its files on this venv), alternately, each with the
-            demo's own step times
+            demo's own step times; with --fresh-clone, each round on new checkouts of both without a dbt manifest
 Medians of --repeat runs where a figure is cheap to repeat. The machine is shared and noisy: read ratios.
 """
 
@@ -77,12 +77,15 @@ def bench_load(repeat: int) -> float:
     return defs
 
 
-def checkout(rev: str) -> Path:
-    """`rev`'s files (git archive) beside the project, with the project's built dbt manifest: its code runs on
-    this venv (the folder comes first on sys.path), so both trees' figures come from one run."""
+def checkout(rev: str, *, manifest: bool = True) -> Path:
+    """`rev`'s files (git archive) beside the project, with its dbt manifest built unless `manifest` is false (a
+    fresh clone, as `.ci/run` has): its code runs on this venv (the folder comes first on sys.path), so both
+    trees' figures come from one run."""
     tree = Path(scratch_dir(f"bench-{rev}-"))
     archive = subprocess.run(["git", "archive", rev], cwd=PROJECT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    if not manifest:
+        return tree
     target = tree / "dbt_project" / "target"
     target.mkdir(exist_ok=True)
     subprocess.run([str(BIN / "python"), "-m", "adpipeline.transform.project"], cwd=tree, check=True,
@@ -112,8 +115,10 @@ def bench_load_against(rev: str, repeat: int) -> None:
 
 
 def run_demo_of(tree: Path) -> tuple[float, str, dict[str, float]]:
-    """`adpipeline demo` of a tree's code on a fresh home: wall time, its verdict line and its own step times."""
-    env = {**clean_env(Path(scratch_dir("bench-demo-"))), "PYTHONPATH": str(tree)}
+    """`adpipeline demo` of a tree's code on a fresh home: wall time, its verdict line and its own step times,
+    each dbt step's parse and times (from its demo-events.log) among them."""
+    home = Path(scratch_dir("bench-demo-"))
+    env = {**clean_env(home), "PYTHONPATH": str(tree)}
     started = time.perf_counter()
     done = subprocess.run([str(BIN / "python"), "-m", "adpipeline.cli", "demo"], cwd=tree, env=env,
                           capture_output=True, text=True)
@@ -122,6 +127,10 @@ def run_demo_of(tree: Path) -> tuple[float, str, dict[str, float]]:
                    f"exit {done.returncode}: {(done.stdout + done.stderr)[-2000:]}")
     steps = {m.group(1).strip(): float(m.group(2))
              for m in re.finditer(r"^((?:set-up|batch \d+|checks|total)[^\n]*?)\s+([\d.]+)$", done.stdout, re.M)}
+    events = home / "dagster_home" / "demo-events.log"
+    reports = _DBT_REPORT.finditer(events.read_text(errors="replace") if events.exists() else "")
+    for n, m in enumerate(reports, 1):
+        steps[f"  dbt step {n}: parse {m.group(1)}, dbt's own {m.group(2)} s; the step's"] = float(m.group(3))
     return seconds, verdict, steps
 
 
@@ -130,10 +139,13 @@ def bench_demo() -> None:
     print(f"{'demo':10} {'adpipeline demo (fresh home)':40} {seconds:7.2f} s  (goal <= 90 s)  {verdict}")
 
 
-def bench_demo_against(rev: str, repeat: int) -> None:
-    """The demo of HEAD and of `rev`, alternately (the machine's load then hits both alike), step by step."""
-    trees = {"HEAD": PROJECT, rev: checkout(rev)}
+def bench_demo_against(rev: str, repeat: int, fresh_clone: bool = False) -> None:
+    """The demo of HEAD and of `rev`, alternately (the machine's load then hits both alike), step by step;
+    `fresh_clone`: each round on new checkouts of both, without a dbt manifest or parse state."""
+    trees = {} if fresh_clone else {"HEAD": PROJECT, rev: checkout(rev)}
     for round_ in range(repeat):
+        if fresh_clone:
+            trees = {name: checkout(name, manifest=False) for name in ("HEAD", rev)}
         results = {name: run_demo_of(tree) for name, tree in trees.items()}
         for name, (seconds, verdict, steps) in results.items():
             print(f"{'demo ' + name[:5]:10} round {round_ + 1}: {seconds:7.2f} s wall (goal <= 90 s), "
@@ -202,6 +214,8 @@ def main() -> None:
                         help="only the load figures, of HEAD and of REV (its files on this venv), interleaved")
     parser.add_argument("--demo-against", metavar="REV",
                         help="only the demo, of HEAD and of REV (its files on this venv), alternately")
+    parser.add_argument("--fresh-clone", action="store_true",
+                        help="with --demo-against: each round on new checkouts of both (no dbt manifest, as .ci/run)")
     args = parser.parse_args()
     print(f"project {PROJECT}  python {sys.version.split()[0]}  load average {os.getloadavg()[0]:.2f}")
     if args.load_against:
@@ -209,7 +223,7 @@ def main() -> None:
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         return
     if args.demo_against:
-        bench_demo_against(args.demo_against, args.repeat)
+        bench_demo_against(args.demo_against, args.repeat, args.fresh_clone)
         print(f"load average at the end {os.getloadavg()[0]:.2f}")
         return
     load_seconds = bench_load(args.repeat)
