@@ -238,3 +238,27 @@ def test_refused_credentials_are_not_retried_until_they_change(sandbox, store, w
     # fixed credentials are tried at once and work
     assert first_page(make_client(sandbox, warehouse_url))
     assert auth_stats(sandbox)["generate"] == 2 and store.get(PLATFORM, REGION).status == "valid"
+
+
+
+def test_a_runs_requests_read_the_clock_once_a_second_not_once_each(sandbox, store, warehouse_url):
+    """Following the sandbox's clock, a clock read is an HTTP call: read for every request's token check, it
+    doubled a run's calls to the sandbox (and the request threads queued on the token lock behind each other's)."""
+    from adpipeline.sources.breezeway.auth import CLOCK_REUSE
+
+    reads, steady = [], [0.0]
+
+    def clock() -> datetime:
+        reads.append(1)
+        return sandbox.admin.now()
+
+    auth = make_client(sandbox, warehouse_url, clock=clock).auth
+    auth.monotonic = lambda: steady[0]  # the steady clock, standing still
+    token = auth.access_token()
+    reads.clear()
+    assert all(auth.access_token() == token for _ in range(20))
+    assert len(reads) == 0
+    steady[0] += CLOCK_REUSE  # a second later the clock is read again, and the token judged by it
+    sandbox.admin.advance(24 * 3600)
+    assert auth.access_token() != token
+    assert len(reads) >= 1

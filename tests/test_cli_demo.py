@@ -9,10 +9,12 @@ import subprocess
 import sys
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from time import monotonic, sleep
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
+import dagster as dg
 import pytest
 from dagster import DagsterRun
 from dagster._serdes import deserialize_value
@@ -157,6 +159,19 @@ def _sessions(url: str, database: str) -> int:
         return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()[0]
 
 
+def instance_home(warehouse_url: str, database: str, home: Path) -> Path:
+    """A Dagster home whose instance stores in a new database of the session's warehouse, as the demo's does."""
+    with psycopg.connect(warehouse_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {database}")
+        conn.execute(f"CREATE DATABASE {database}")
+    # psycopg2, as the demo's instance URL (`embedded.dagster_storage_url`): Dagster's storage is written for it
+    url = urlunsplit(urlsplit(warehouse_url)._replace(scheme="postgresql+psycopg2", path=f"/{database}"))
+    storage = {"storage": {"postgres": {"postgres_url": url}}}  # as the demo's (adpipeline.stack.STORAGE)
+    home.mkdir()
+    (home / "dagster.yaml").write_text(json.dumps(storage))  # YAML is a superset of JSON
+    return home
+
+
 def test_the_demos_instance_holds_its_postgres_connections_instead_of_one_per_read_or_write(warehouse_url, tmp_path):
     """Dagster's Postgres storage connects anew for every read and write unless told otherwise: the demo's
     runs (53 one-query check steps, thousands of events) paid a connect per event."""
@@ -165,17 +180,9 @@ def test_the_demos_instance_holds_its_postgres_connections_instead_of_one_per_re
     from adpipeline.demo import hold_connections
 
     database = "demo_pool_test"
-    with psycopg.connect(warehouse_url, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {database}")
-        conn.execute(f"CREATE DATABASE {database}")
-    # psycopg2, as the demo's instance URL (`embedded.dagster_storage_url`): Dagster's storage is written for it
-    url = urlunsplit(urlsplit(warehouse_url)._replace(scheme="postgresql+psycopg2", path=f"/{database}"))
-    storage = {"storage": {"postgres": {"postgres_url": url}}}  # as the demo's (adpipeline.stack.STORAGE)
 
     def connections_for(reads: int, hold: bool) -> int:
-        home = tmp_path / f"home-{hold}"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(json.dumps(storage))  # YAML is a superset of JSON
+        home = instance_home(warehouse_url, database, tmp_path / f"home-{hold}")
         with DagsterInstance.from_config(str(home)) as instance:
             if hold:
                 hold_connections(instance)
@@ -210,3 +217,35 @@ def test_a_failed_run_is_named_with_its_step_and_the_first_line_of_its_error_sec
         assert "region eu answered 500" in line and "EAAverysecret123" not in line and "second line" not in line
         assert failure_lines(instance, ok.run_id, "batch 2") == [
             f"run {ok.run_id[:8]} (batch 2) failed before any step (see the log file)"]
+
+
+def test_a_batchs_partitions_run_side_by_side_beyond_the_cores(warehouse_url, tmp_path):
+    """A batch's runs mostly wait (HTTP, Postgres), so the demo runs its partitions at once up to MAX_WORKERS, not
+    one worker per core (batch 1's 8 Breezeway regions ran 2 at a time here). Each run waits until every run of
+    the batch has started (or one gave up waiting); the instance's records then show all runs in flight together."""
+    from adpipeline.demo import MAX_WORKERS, DemoJob, _run_partitions, hold_connections
+
+    keys = [f"region{i}" for i in range(MAX_WORKERS)]
+    gate = tmp_path / "gate"
+    gate.mkdir()
+
+    @dg.asset(partitions_def=dg.StaticPartitionsDefinition(keys))
+    def waits_for_the_others(context) -> None:
+        (gate / context.partition_key).touch()
+        deadline = monotonic() + 60
+        while len(list(gate.iterdir())) < len(keys) and not (gate.parent / "gave-up").exists():
+            if monotonic() > deadline:
+                (gate.parent / "gave-up").touch()  # the rest need not wait: this run's interval says enough
+            sleep(0.05)
+
+    defs = dg.Definitions(assets=[waits_for_the_others])
+    home = instance_home(warehouse_url, "demo_workers_test", tmp_path / "home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        outcomes = _run_partitions(DemoJob.of(defs), hold_connections(instance), [waits_for_the_others.key], [], keys)
+        assert [success for _, success, _ in outcomes] == [True] * len(keys)
+        records = [instance.get_run_record_by_id(run_id) for run_id, _, _ in outcomes]
+    assert [r.dagster_run.tags["dagster/partition"] for r in records] == keys
+    assert all(r.start_time and r.end_time for r in records)
+    # every run started before any run ended: all were in flight at once, more of them than cores here
+    assert max(r.start_time for r in records) < min(r.end_time for r in records), [
+        (r.start_time, r.end_time) for r in records]
