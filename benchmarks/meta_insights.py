@@ -274,6 +274,15 @@ def run_phase(name: str, *args: str, watch: dict[str, int | None] | None = None,
     return result
 
 
+def dagster_home(code: Path, home: Path) -> str:
+    """A DAGSTER_HOME as the checkout `code` prepares it: its instance settings (storage included) are part of
+    what it ships, so each round runs on its own."""
+    prepare = "import sys; from pathlib import Path; from adpipeline.stack import prepare_dagster_home as p; p(Path(sys.argv[1]))"
+    subprocess.run([sys.executable, "-c", prepare, str(home)], cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                   check=True)
+    return str(home)
+
+
 def shape_config(shape: Shape, home: Path) -> str:
     """adpipeline.yaml with the shape's ad accounts (what a user with these accounts would configure)."""
     import yaml
@@ -338,7 +347,9 @@ def run_shape(shape: Shape, home: Path, server, dlt_python: str | None, baseline
             truncate(url)
             results["serve"] = phase("serve", graph_url, accounts, day_list)
             before = throttled()
-            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list, env=env)
+            instance = {"DAGSTER_HOME": dagster_home(code, home / f"dagster-{label}")}
+            results[label] = phase("pipeline", graph_url, clock_url, config, str(code), day_list,
+                                   env={**instance, **env})
             results[label]["throttled"] = throttled() - before
             results[label]["code"] = " ".join([str(code), *(f"{k}={v}" for k, v in env.items())])
             results["raw COPY"] = run_phase("copy", "-", "-", day_list, watch={"postgres": postmaster})
