@@ -23,10 +23,6 @@ class HeldConnectionsPostgresStorage(DagsterPostgresStorage):
         for part in (storage.run_storage, storage.event_log_storage, storage.schedule_storage):
             # one connection held per part, more while threads overlap; no statement timeout (as before)
             part.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
-            # A held connection the server dropped (a warehouse restart) is found by a ping when it is taken and
-            # replaced, instead of failing the next event write as it otherwise would (SQLAlchemy's pool_pre_ping;
-            # Dagster's optimize_for_webserver does not pass it through): one round trip, not a connect.
-            part._engine.pool._pre_ping = True
         return storage
 
 
