@@ -21,13 +21,11 @@ from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.config import get_config
 from adpipeline.transform.invocation import prepare_manifest
 from adpipeline.warehouse import db
-from adpipeline.warehouse.dagster_storage import storage_config
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# Dagster's Postgres storage, holding its connections in every process (warehouse/dagster_storage.py)
-STORAGE = {"storage": storage_config({"env": "ADPIPELINE_DAGSTER_PG_URL"})}
+STORAGE = {"storage": {"postgres": {"postgres_url": {"env": "ADPIPELINE_DAGSTER_PG_URL"}}}}
 
 
 @dataclass
