@@ -258,7 +258,8 @@ RunOutcome = tuple[str, bool, dict[str, "AssetSummary"]]  # run id, success, wha
 
 MAX_WORKERS = 8
 """Forked workers of one batch at most: one per partition up to this. A run mostly waits (HTTP to the API, Postgres),
-so the count follows I/O, not cores (2 here: batch 1's 8 regions took 46 s on 2 workers, 25 s on 8). Bounded by
+so the count follows I/O, not cores (2 here: batch 1's 8 regions took 31-46 s on 2 workers, 27-29 s on 8 with the
+machine loaded; about the same either way when it was nearly idle). Bounded by
 what the runs may hold at once: a worker is one region's run (4 requests in flight, the sandbox/API allows 16 per
 region and client) and holds its own Postgres connections (the instance's pool and the warehouse's; 8 workers stay
 far below max_connections=200)."""

@@ -18,8 +18,6 @@ from pathlib import Path
 import yaml
 
 from adpipeline.clock import CLOCK_URL_ENV
-from adpipeline.config import get_config
-from adpipeline.transform.invocation import prepare_manifest
 from adpipeline.warehouse import db
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
@@ -76,6 +74,10 @@ def local_stack(*, sandbox: bool = True, keep_warehouse: bool = False) -> Iterat
         dagster_home = Path(env["DAGSTER_HOME"])
         prepare_dagster_home(dagster_home)
         limit_pools()
+        # here, not at import: the health commands import this module for prepare_dagster_home alone
+        from adpipeline.config import get_config
+        from adpipeline.transform.invocation import prepare_manifest
+
         prepare_manifest(url, get_config())  # on a fresh clone also the first dbt run's parse state
         sandbox_url = None
         if sandbox:
@@ -94,6 +96,7 @@ def point_sources_at_sandbox(base_url: str) -> dict[str, str]:
 
     Values already in the environment win, so a user can aim one source at the real API; the clock is
     always this sandbox's, which runs with real time here."""
+    from adpipeline.config import get_config
     from adpipeline.sandbox import breezeway
     from adpipeline.sandbox.environment import demo_environment
 

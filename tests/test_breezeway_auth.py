@@ -240,7 +240,6 @@ def test_refused_credentials_are_not_retried_until_they_change(sandbox, store, w
     assert auth_stats(sandbox)["generate"] == 2 and store.get(PLATFORM, REGION).status == "valid"
 
 
-
 def test_a_runs_requests_read_the_clock_once_a_second_not_once_each(sandbox, store, warehouse_url):
     """Following the sandbox's clock, a clock read is an HTTP call: read for every request's token check, it
     doubled a run's calls to the sandbox (and the request threads queued on the token lock behind each other's)."""

@@ -13,8 +13,8 @@ from time import monotonic, sleep
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-import psycopg
 import dagster as dg
+import psycopg
 import pytest
 from dagster import DagsterRun
 from dagster._serdes import deserialize_value
