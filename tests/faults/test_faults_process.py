@@ -159,20 +159,24 @@ def test_postgres_killed_during_a_large_copy_restarts_and_the_rerun_converges_wi
     thread.start()
     copying: list[tuple] = []
     give_up = time.monotonic() + 300  # only so that a broken product cannot hang the suite on the held page
-    while thread.is_alive() and time.monotonic() < give_up and not (
-            held not in {f["id"] for f in sandbox.admin.faults()}
-            and (copying := pipeline.rows(COPYING)) and copying[0][1] >= 4 * 5000):
-        time.sleep(0.02)  # until Denver's COPY has streamed its first 4 pages and waits for the 5th
-    if not (copying and copying[0][1] >= 4 * 5000):
+    # Until the 5th page is held and Denver's COPY has taken in more than 3 pages and stopped growing: the client
+    # sends rows in ~32 KB chunks, so the 4th page's last rows may wait in its buffer, unseen by the server.
+    settled = 0
+    while thread.is_alive() and time.monotonic() < give_up and settled < 10:
+        time.sleep(0.05)
+        before, copying = copying, pipeline.rows(COPYING)
+        ready = held not in {f["id"] for f in sandbox.admin.faults()} and copying and copying[0][1] > 3 * 5000
+        settled = settled + 1 if ready and copying == before else 0
+    if settled < 10:
         sandbox.admin.clear_faults()
         thread.join()
-        pytest.fail(f"Denver's COPY was not seen streaming with 4 pages in and the 5th held: {copying}, {outcome}")
+        pytest.fail(f"Denver's COPY was not seen streaming with 3+ pages in and the 5th held: {copying}, {outcome}")
     server = EmbeddedServer(warehouse_home)
     (postmaster,) = postmasters(server.pgdata)
     postmaster.send_signal(signal.SIGKILL)
     postmaster.wait(10)
     ((statement, tuples),) = copying  # what pg_stat_progress_copy showed just before the kill
-    assert thread.is_alive() and statement.startswith('COPY "raw_meta"."ads_insights"') and tuples >= 20_000, copying
+    assert thread.is_alive() and statement.startswith('COPY "raw_meta"."ads_insights"') and tuples > 15_000, copying
     assert server.ensure_started() == warehouse_url  # the embedded server restarts on the same DSN
     sandbox.admin.clear_faults()  # the held page goes out; the run finds its connection gone
     thread.join()
