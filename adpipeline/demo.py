@@ -284,15 +284,7 @@ _worker: tuple[DemoJob, dg.DagsterInstance] | None = None  # in a forked worker:
 
 def _start_worker(demo_job: DemoJob, instance_ref) -> None:
     global _worker
-    _worker = (demo_job, hold_connections(dg.DagsterInstance.from_ref(instance_ref)))  # its own connections
-
-
-def hold_connections(instance: dg.DagsterInstance) -> dg.DagsterInstance:
-    """Keep the instance's Postgres connections open between its reads and writes, as Dagster's webserver does.
-    By default its storage connects anew for every one of them (a NullPool): each event of a run paid a
-    connect, most of the time of the checks run (53 one-query steps). No statement timeout: the demo's own."""
-    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=10)
-    return instance
+    _worker = (demo_job, dg.DagsterInstance.from_ref(instance_ref))  # its own connections
 
 
 def _run_in_worker(args) -> RunOutcome:
@@ -385,7 +377,6 @@ def run_demo(keep_warehouse: bool = False) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
         log.info("Dagster events of the demo's runs: %s (and in the instance: `adpipeline dev`)", log_file)
         with dg.DagsterInstance.get() as instance:
-            hold_connections(instance)
             summary = run_everything(defs, instance, log_file=log_file, timings=timings)
         print()
         print(render(summary) if summary else "No assets are defined yet: nothing to materialize.")

@@ -19,11 +19,13 @@ import yaml
 
 from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.warehouse import db
+from adpipeline.warehouse.dagster_storage import storage_config
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-STORAGE = {"storage": {"postgres": {"postgres_url": {"env": "ADPIPELINE_DAGSTER_PG_URL"}}}}
+# Dagster's Postgres storage, holding its connections in every process (warehouse/dagster_storage.py)
+STORAGE = {"storage": storage_config({"env": "ADPIPELINE_DAGSTER_PG_URL"})}
 
 
 @dataclass

@@ -23,6 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from adpipeline.config import get_config
 from adpipeline.sandbox.breezeway.data import client_secret
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN, DEMO_APP_SECRET
+from adpipeline.warehouse.dagster_storage import storage_config
 from adpipeline.warehouse.tokens import TokenStore
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -154,11 +155,6 @@ def test_the_demo_loads_a_day_that_has_started_for_every_account_and_property_at
         assert day == now.astimezone(ZoneInfo(config.reporting_timezone)).date() - timedelta(days=1), (hour, key)
 
 
-def _sessions(url: str, database: str) -> int:
-    with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()[0]
-
-
 def instance_home(warehouse_url: str, database: str, home: Path) -> Path:
     """A Dagster home whose instance stores in a new database of the session's warehouse, as the demo's does."""
     with psycopg.connect(warehouse_url, autocommit=True) as conn:
@@ -166,33 +162,10 @@ def instance_home(warehouse_url: str, database: str, home: Path) -> Path:
         conn.execute(f"CREATE DATABASE {database}")
     # psycopg2, as the demo's instance URL (`embedded.dagster_storage_url`): Dagster's storage is written for it
     url = urlunsplit(urlsplit(warehouse_url)._replace(scheme="postgresql+psycopg2", path=f"/{database}"))
-    storage = {"storage": {"postgres": {"postgres_url": url}}}  # as the demo's (adpipeline.stack.STORAGE)
+    storage = {"storage": storage_config(url)}  # as the demo's (adpipeline.stack.STORAGE)
     home.mkdir()
     (home / "dagster.yaml").write_text(json.dumps(storage))  # YAML is a superset of JSON
     return home
-
-
-def test_the_demos_instance_holds_its_postgres_connections_instead_of_one_per_read_or_write(warehouse_url, tmp_path):
-    """Dagster's Postgres storage connects anew for every read and write unless told otherwise: the demo's
-    runs (53 one-query check steps, thousands of events) paid a connect per event."""
-    from dagster import DagsterInstance
-
-    from adpipeline.demo import hold_connections
-
-    database = "demo_pool_test"
-
-    def connections_for(reads: int, hold: bool) -> int:
-        home = instance_home(warehouse_url, database, tmp_path / f"home-{hold}")
-        with DagsterInstance.from_config(str(home)) as instance:
-            if hold:
-                hold_connections(instance)
-            before = _sessions(warehouse_url, database)
-            for _ in range(reads):
-                instance.get_runs(limit=1)
-            return _sessions(warehouse_url, database) - before
-
-    assert connections_for(20, hold=False) >= 20  # Dagster's default: one connection each
-    assert connections_for(20, hold=True) <= 2
 
 
 def test_a_failed_run_is_named_with_its_step_and_the_first_line_of_its_error_secrets_masked():
@@ -223,7 +196,7 @@ def test_a_batchs_partitions_run_side_by_side_beyond_the_cores(warehouse_url, tm
     """A batch's runs mostly wait (HTTP, Postgres), so the demo runs its partitions at once up to MAX_WORKERS, not
     one worker per core (batch 1's 8 Breezeway regions ran 2 at a time here). Each run waits until every run of
     the batch has started (or one gave up waiting); the instance's records then show all runs in flight together."""
-    from adpipeline.demo import MAX_WORKERS, DemoJob, _run_partitions, hold_connections
+    from adpipeline.demo import MAX_WORKERS, DemoJob, _run_partitions
 
     keys = [f"region{i}" for i in range(MAX_WORKERS)]
     gate = tmp_path / "gate"
@@ -241,7 +214,7 @@ def test_a_batchs_partitions_run_side_by_side_beyond_the_cores(warehouse_url, tm
     defs = dg.Definitions(assets=[waits_for_the_others])
     home = instance_home(warehouse_url, "demo_workers_test", tmp_path / "home")
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        outcomes = _run_partitions(DemoJob.of(defs), hold_connections(instance), [waits_for_the_others.key], [], keys)
+        outcomes = _run_partitions(DemoJob.of(defs), instance, [waits_for_the_others.key], [], keys)
         assert [success for _, success, _ in outcomes] == [True] * len(keys)
         records = [instance.get_run_record_by_id(run_id) for run_id, _, _ in outcomes]
     assert [r.dagster_run.tags["dagster/partition"] for r in records] == keys
