@@ -74,3 +74,44 @@ def test_a_held_connection_the_server_dropped_is_replaced_not_raised(warehouse_u
         instance.report_runless_asset_event(dg.AssetMaterialization("probe", partition="2026-02-01"))
         assert instance.get_runs(limit=1) == []
         assert len(instance.get_asset_records([dg.AssetKey("probe")])) == 1
+
+
+@dg.asset(partitions_def=dg.DailyPartitionsDefinition(start_date="2026-01-01"),
+          backfill_policy=dg.BackfillPolicy.single_run())
+def daily_probe(context) -> None:
+    context.log.info(f"{len(context.partition_keys)} days")
+
+
+def _materialization_writes(instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """(single writes, batch writes) of materialization events while one run materializes 10 days as a range."""
+    storage, counts = instance.event_log_storage, {"single": 0, "batch": 0}
+    store_event, store_event_batch = storage.store_event, storage.store_event_batch
+
+    def single(event):
+        counts["single"] += event.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+        return store_event(event)
+
+    def batch(events):  # the run's planned events come as a batch too
+        counts["batch"] += any(e.dagster_event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for e in events)
+        return store_event_batch(events)
+
+    monkeypatch.setattr(storage, "store_event", single)
+    monkeypatch.setattr(storage, "store_event_batch", batch)
+    result = dg.materialize([daily_probe], instance=instance, tags={
+        "dagster/asset_partition_range_start": "2026-01-01", "dagster/asset_partition_range_end": "2026-01-10"})
+    assert result.success
+    assert len(instance.get_materialized_partitions(dg.AssetKey("daily_probe"))) == 10  # all written, either way
+    return counts["single"], counts["batch"]
+
+
+@pytest.mark.parametrize("operator_setting, writes", [(None, (0, 1)), ("0", (10, 0))])
+def test_a_range_runs_materializations_are_written_in_one_batch_unless_the_operator_says_otherwise(
+        storage_url, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, operator_setting, writes):
+    from adpipeline.warehouse.dagster_storage import EVENT_BATCH_SIZE_ENV
+
+    monkeypatch.setenv(EVENT_BATCH_SIZE_ENV, operator_setting or "")  # restored after the test
+    if operator_setting is None:
+        monkeypatch.delenv(EVENT_BATCH_SIZE_ENV)
+    prepare_dagster_home(tmp_path)
+    with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert _materialization_writes(instance, monkeypatch) == writes
