@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -220,6 +222,29 @@ def test_a_range_is_fetched_per_account_window_and_logged_per_account_day(meta):
     assert [(a, d) for a, d, _, _ in logged] == sorted(per_day) and len(logged) == 3 * 14
     assert all(start == end and n == per_day[(a, start)] for a, start, end, n in logged)
     assert len(materializations(result, ADS_INSIGHTS)) == 14
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                                       "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mmapped_bytes() -> int:
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    return mallinfo2().hblkhd
+
+
+@pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's malloc only")
+def test_after_the_insights_step_a_large_block_is_mapped_on_its_own_so_freeing_it_returns_it(meta):
+    # a freed 8 MiB block makes glibc raise its mmap threshold to 8 MiB: from then on page-sized bodies
+    # would come from (and their space stay in) the heaps, as 1M insights rows did (+200 MB of free heap)
+    bytes(8 << 20)  # allocated and freed at once
+    meta.sandbox.admin.set_clock("2026-11-23T15:00:00Z")
+    assert meta.run(ADS_INSIGHTS, days=("2026-11-22", "2026-11-22"), checks=False).success
+    before = _mmapped_bytes()
+    block = bytes(4 << 20)
+    assert _mmapped_bytes() - before >= len(block)
 
 
 def test_hourly_run_pulls_yesterday_and_today_without_asking_any_account_for_its_future(meta):

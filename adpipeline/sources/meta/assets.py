@@ -25,6 +25,7 @@ from adpipeline import clock
 from adpipeline.config import MetaAccount, SourcesConfig
 from adpipeline.conventions import LANDING_KINDS, OWNER
 from adpipeline.http import ApiError, ErrorKind
+from adpipeline.http.malloc import return_large_blocks
 from adpipeline.sources.cursors import NEWEST, window_start
 from adpipeline.sources.meta import tables
 from adpipeline.sources.meta.client import (
@@ -224,6 +225,8 @@ def _insights_asset(accounts: Sequence[MetaAccount], partitions: dg.PartitionsDe
             today = account_today(account, now)
             future += [f"{account.id} {day}" for day in days if day > today]  # not started yet there: never asked
             windows += [(account, window) for window in day_windows([d for d in days if d <= today], meta.window_days)]
+        # before the window threads decode pages: freed page bodies go back to the OS, not into their heaps
+        return_large_blocks()
         with fail_fast_on_auth(), meta.client(warehouse) as client:
             scopes = _runner(context, warehouse, "ads_insights")
             loaded = {"ads": LoadResult(), "account": LoadResult()}
