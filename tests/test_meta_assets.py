@@ -229,10 +229,14 @@ class _MallInfo2(ctypes.Structure):
                                                        "fsmblks", "uordblks", "fordblks", "keepcost")]
 
 
-def _mmapped_bytes() -> int:
+def _mallinfo() -> _MallInfo2:
     mallinfo2 = ctypes.CDLL(None).mallinfo2
     mallinfo2.restype = _MallInfo2
-    return mallinfo2().hblkhd
+    return mallinfo2()
+
+
+def _mmapped_bytes() -> int:
+    return _mallinfo().hblkhd
 
 
 @pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"), reason="glibc's malloc only")
@@ -245,6 +249,11 @@ def test_after_the_insights_step_a_large_block_is_mapped_on_its_own_so_freeing_i
     before = _mmapped_bytes()
     block = bytes(4 << 20)
     assert _mmapped_bytes() - before >= len(block)
+    # and a heap keeps little free space at its top: 6 MB of 100 KiB blocks (heap-served) freed are trimmed away
+    # (the 8 MiB free had raised the trim threshold to 16 MiB: all 6 MB would stay)
+    blocks = [bytes(100 << 10) for _ in range(60)]
+    del blocks
+    assert _mallinfo().keepcost < 1 << 20
 
 
 def test_hourly_run_pulls_yesterday_and_today_without_asking_any_account_for_its_future(meta):
