@@ -19,12 +19,20 @@ import yaml
 
 from adpipeline.clock import CLOCK_URL_ENV
 from adpipeline.warehouse import db
-from adpipeline.warehouse.dagster_storage import storage_config
 from adpipeline.warehouse.embedded import WAREHOUSE_URL_ENV, default_server, export_environment
 
 log = logging.getLogger(__name__)
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-# Dagster's Postgres storage, holding its connections in every process (warehouse/dagster_storage.py)
+
+
+def storage_config(postgres_url: object) -> dict:
+    """dagster.yaml's `storage` block: Dagster's Postgres storage holding its connections in every process
+    (warehouse/dagster_storage.py; `postgres_url` as Dagster's config takes it). Named, not imported: importing
+    it loads dagster_postgres (~0.75 s), and the health commands import this module for prepare_dagster_home."""
+    return {"custom": {"module": "adpipeline.warehouse.dagster_storage", "class": "HeldConnectionsPostgresStorage",
+                       "config": {"postgres_url": postgres_url}}}
+
+
 STORAGE = {"storage": storage_config({"env": "ADPIPELINE_DAGSTER_PG_URL"})}
 
 

@@ -23,7 +23,7 @@ from psycopg.conninfo import conninfo_to_dict
 from adpipeline.config import get_config
 from adpipeline.sandbox.breezeway.data import client_secret
 from adpipeline.sandbox.meta import DEMO_ACCESS_TOKEN, DEMO_APP_SECRET
-from adpipeline.warehouse.dagster_storage import storage_config
+from adpipeline.stack import storage_config
 from adpipeline.warehouse.tokens import TokenStore
 
 PROJECT = Path(__file__).resolve().parent.parent

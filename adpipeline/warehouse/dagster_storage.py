@@ -18,7 +18,6 @@ import os
 
 from dagster_postgres import DagsterPostgresStorage
 
-MODULE, CLASS = __name__, "HeldConnectionsPostgresStorage"
 # Dagster reads it from the environment when a step reports its outputs, in whichever process opened the instance;
 # a value set by the operator wins
 EVENT_BATCH_SIZE_ENV, EVENT_BATCH_SIZE = "DAGSTER_EVENT_BATCH_SIZE", "1000"
@@ -38,8 +37,3 @@ class HeldConnectionsPostgresStorage(DagsterPostgresStorage):
             # Dagster's optimize_for_webserver does not pass it through): one round trip, not a connect.
             part._engine.pool._pre_ping = True
         return storage
-
-
-def storage_config(postgres_url: object) -> dict:
-    """dagster.yaml's `storage` block for this storage (`postgres_url` as Dagster's config takes it)."""
-    return {"custom": {"module": MODULE, "class": CLASS, "config": {"postgres_url": postgres_url}}}
